@@ -1,0 +1,124 @@
+package mainbus
+
+import (
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+)
+
+// A Balancer picks the conveyor for each event.
+//
+// Pick must return an index in [0, c.Len()); Produce reports any other
+// result as an error wrapping [ErrInvalidOption] and does not accept the
+// event. Pick is called by every producer goroutine, so it must be safe
+// for concurrent use, and it should be fast: it runs on every Produce.
+type Balancer interface {
+	Pick(key string, c Conveyors) int
+}
+
+// Conveyors is the view of a bus's conveyors a [Balancer] picks from.
+type Conveyors interface {
+	// Len returns the number of conveyors.
+	Len() int
+
+	// Depth returns how many events conveyor i holds, 0 <= i < Len().
+	Depth(i int) int
+}
+
+// BalancerFunc adapts a function to a [Balancer].
+type BalancerFunc func(key string, c Conveyors) int
+
+// Pick returns f(key, c).
+func (f BalancerFunc) Pick(key string, c Conveyors) int { return f(key, c) }
+
+// Random returns the default balancer: each event goes to a conveyor
+// chosen uniformly at random, without a lock.
+func Random() Balancer { return random{} }
+
+type random struct{}
+
+func (random) Pick(_ string, c Conveyors) int { return rand.IntN(c.Len()) }
+
+// SeededRandom returns a random balancer whose choices are repeatable: a
+// single producer sending the same events to the same bus gets the same
+// conveyors from run to run. It takes a lock on every pick.
+func SeededRandom(seed uint64) Balancer {
+	return &seeded{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
+}
+
+type seeded struct {
+	mu  sync.Mutex
+	rng *rand.Rand
+}
+
+func (s *seeded) Pick(_ string, c Conveyors) int {
+	s.mu.Lock()
+	i := s.rng.IntN(c.Len())
+	s.mu.Unlock()
+	return i
+}
+
+// RoundRobin returns a balancer that sends events to the conveyors in
+// turn: L0, L1, …, L(n-1), L0, …
+func RoundRobin() Balancer { return &roundRobin{} }
+
+type roundRobin struct{ next atomic.Uint64 }
+
+func (r *roundRobin) Pick(_ string, c Conveyors) int {
+	return int((r.next.Add(1) - 1) % uint64(c.Len()))
+}
+
+// KeyHash returns a balancer that sends every event with the same key to
+// the same conveyor, so events of one key are handled one at a time, in
+// the order they were accepted.
+//
+// The conveyor is the 32-bit FNV-1a hash of the key's bytes modulo the
+// conveyor count. This mapping is part of the API: it is the same in every
+// process and every version of mainbus, and it matches the partition
+// function of NATS subject mapping, so programs in other languages can
+// compute it too. The empty key is a key like any other.
+func KeyHash() Balancer { return keyHash{} }
+
+type keyHash struct{}
+
+func (keyHash) Pick(key string, c Conveyors) int {
+	return int(fnv1a(key) % uint32(c.Len()))
+}
+
+// fnv1a returns the 32-bit FNV-1a hash of s. It does not allocate.
+func fnv1a(s string) uint32 {
+	const (
+		offset = 2166136261
+		prime  = 16777619
+	)
+	h := uint32(offset)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= prime
+	}
+	return h
+}
+
+// LeastLoaded returns a balancer that sends each event to the conveyor
+// holding the fewest events at the moment of the pick. Ties go to the
+// conveyors in turn. It reads every conveyor's depth on every pick, so it
+// costs more than the others on wide buses.
+func LeastLoaded() Balancer { return &leastLoaded{} }
+
+type leastLoaded struct{ start atomic.Uint64 }
+
+func (l *leastLoaded) Pick(_ string, c Conveyors) int {
+	n := c.Len()
+	first := int(l.start.Add(1) % uint64(n))
+	best, bestDepth := first, c.Depth(first)
+	for k := 1; k < n && bestDepth > 0; k++ {
+		i := first + k
+		if i >= n {
+			i -= n
+		}
+		if d := c.Depth(i); d < bestDepth {
+			best, bestDepth = i, d
+		}
+	}
+	return best
+}

@@ -1,0 +1,87 @@
+package mainbus
+
+import (
+	"errors"
+	"fmt"
+)
+
+var (
+	// ErrClosed is returned by Produce, TryProduce and Complex.Add once
+	// the bus or complex has begun to close.
+	ErrClosed = errors.New("mainbus: closed")
+
+	// ErrFull is returned, wrapped in a [*ProduceError], when the chosen
+	// conveyor has no room and the caller asked not to wait.
+	ErrFull = errors.New("mainbus: conveyor full")
+
+	// ErrInvalidOption is wrapped by every error about a bad option,
+	// resource name, handler or balancer result.
+	ErrInvalidOption = errors.New("mainbus: invalid option")
+
+	// ErrUnknownResource is wrapped by Complex lookups of a resource that
+	// has no bus, or whose bus carries another payload type.
+	ErrUnknownResource = errors.New("mainbus: unknown resource")
+)
+
+// invalid returns an error wrapping [ErrInvalidOption] that says what was
+// wrong and what is accepted.
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidOption, fmt.Sprintf(format, args...))
+}
+
+// A ProduceError reports why an event was not accepted by one conveyor.
+// Err is [ErrFull], or the producer's context error.
+type ProduceError struct {
+	Resource string
+	Conveyor int
+	Err      error
+}
+
+func (e *ProduceError) Error() string {
+	return fmt.Sprintf("mainbus: produce to %s L%d: %v", e.Resource, e.Conveyor, e.Err)
+}
+
+// Unwrap returns the cause, so errors.Is(err, ErrFull) and
+// errors.Is(err, context.DeadlineExceeded) work.
+func (e *ProduceError) Unwrap() error { return e.Err }
+
+// A HandlerError reports one failed delivery to the bus's error handler.
+// Exactly one of Err and Panic is set: Err is what the handler returned,
+// Panic is the value it panicked with.
+type HandlerError struct {
+	Resource string
+	Conveyor int
+	EventID  uint64
+	Err      error
+	Panic    any
+}
+
+func (e *HandlerError) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("mainbus: handler of %s L%d panicked on event %d: %v",
+			e.Resource, e.Conveyor, e.EventID, e.Panic)
+	}
+	return fmt.Sprintf("mainbus: handler of %s L%d failed on event %d: %v",
+		e.Resource, e.Conveyor, e.EventID, e.Err)
+}
+
+// Unwrap returns the handler's error, or nil for a panic.
+func (e *HandlerError) Unwrap() error { return e.Err }
+
+// A DrainError is returned by Close when its context ended before every
+// accepted event was delivered. Undelivered holds those events, oldest
+// first per conveyor, so the caller can persist or replay them; none of
+// them reached the handler, and none will.
+type DrainError[T any] struct {
+	Resource    string
+	Undelivered []Event[T]
+	Err         error
+}
+
+func (e *DrainError[T]) Error() string {
+	return fmt.Sprintf("mainbus: close of %s left %d events undelivered: %v",
+		e.Resource, len(e.Undelivered), e.Err)
+}
+
+// Unwrap returns the context error that cut the drain short.
+func (e *DrainError[T]) Unwrap() error { return e.Err }
