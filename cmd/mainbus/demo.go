@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mainbus-go/mainbus"
+)
+
+// demoConfig is what the demo's flags set.
+type demoConfig struct {
+	buses    busFlags
+	events   nonNegative
+	buffer   nonNegative
+	balancer balancerFlag
+	seed     uint64
+	seeded   bool
+}
+
+func demoFlags(stderr io.Writer) (*flag.FlagSet, *demoConfig) {
+	cfg := &demoConfig{
+		buses:    busFlags{specs: []busSpec{{"iron", 4}, {"copper", 2}}},
+		events:   10,
+		buffer:   mainbus.DefaultBuffer,
+		balancer: "random",
+	}
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Var(&cfg.buses, "bus", "a bus as `NAME=CONVEYORS`; repeat for more buses; replaces the default iron=4 and copper=2")
+	fs.Var(&cfg.events, "events", "events produced on each bus")
+	fs.Var(&cfg.buffer, "buffer", "events each conveyor holds")
+	fs.Var(&cfg.balancer, "balancer", "how conveyors are picked: "+strings.Join(balancerNames, ", "))
+	fs.Uint64Var(&cfg.seed, "seed", 0, "seed of the random balancer, for repeatable runs")
+	fs.Usage = func() {}
+	return fs, cfg
+}
+
+// runDemo runs the seed factory: every bus gets --events events, each
+// handled event prints one line, and once all buses have drained and
+// closed a last line says so.
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs, cfg := demoFlags(stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fmt.Fprintln(stdout, "Usage: mainbus [demo] [flags]")
+			fmt.Fprintln(stdout)
+			fs.PrintDefaults()
+			return exitOK
+		}
+		// The flag package has printed the error.
+		fmt.Fprintln(stderr, `run "mainbus demo --help" for the flags`)
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "mainbus demo: unexpected argument %q; the demo takes flags only\n", fs.Arg(0))
+		return exitUsage
+	}
+	fs.Visit(func(f *flag.Flag) { cfg.seeded = cfg.seeded || f.Name == "seed" })
+	if cfg.seeded && cfg.balancer != "random" {
+		fmt.Fprintf(stderr, "mainbus demo: --seed applies to the random balancer only, not %s\n", cfg.balancer)
+		return exitUsage
+	}
+
+	out := &lineWriter{w: stdout}
+	var factory mainbus.Complex
+	var buses []*mainbus.Bus[string]
+	for _, s := range cfg.buses.specs {
+		b, err := mainbus.New(s.name, printer(out),
+			mainbus.WithConveyors(s.conveyors),
+			mainbus.WithBuffer(int(cfg.buffer)),
+			mainbus.WithBalancer(cfg.balancer.balancer(cfg.seed, cfg.seeded)))
+		if err == nil {
+			err = factory.Add(b)
+		}
+		if err != nil {
+			factory.Close(context.Background())
+			fmt.Fprintf(stderr, "mainbus demo: --bus %s=%d: %v\n", s.name, s.conveyors, err)
+			if errors.Is(err, mainbus.ErrInvalidOption) {
+				return exitUsage
+			}
+			return exitFailure
+		}
+		buses = append(buses, b)
+	}
+
+	code := exitOK
+	if err := produceAll(ctx, buses, int(cfg.events)); err != nil {
+		fmt.Fprintf(stderr, "mainbus demo: %v\n", err)
+		code = exitFailure
+	}
+	if err := factory.Close(context.Background()); err != nil {
+		fmt.Fprintf(stderr, "mainbus demo: %v\n", err)
+		return exitFailure
+	}
+	if code == exitOK {
+		out.printf("All main buses completed processing.\n")
+	}
+	return code
+}
+
+// produceAll puts n events on every bus, one producer goroutine per bus,
+// and waits for them.
+func produceAll(ctx context.Context, buses []*mainbus.Bus[string], n int) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(buses))
+	for i, b := range buses {
+		plate := capitalize(b.Resource()) + " Plate"
+		wg.Go(func() {
+			for id := range n {
+				ev := mainbus.Event[string]{ID: uint64(id), Key: strconv.Itoa(id), Value: plate}
+				if err := b.Produce(ctx, ev); err != nil {
+					errs[i] = err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// printer returns the handler that prints one line per event.
+func printer(out *lineWriter) mainbus.Handler[string] {
+	return func(_ context.Context, conveyor int, ev mainbus.Event[string]) error {
+		out.printf("[Consumer-%s-L%d] ID:%d Value:%s Time:%s\n",
+			ev.Resource, conveyor, ev.ID, ev.Value, ev.Time.Format(time.TimeOnly))
+		return nil
+	}
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// lineWriter writes whole lines from many goroutines without mixing them.
+type lineWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lineWriter) printf(format string, args ...any) {
+	l.mu.Lock()
+	fmt.Fprintf(l.w, format, args...)
+	l.mu.Unlock()
+}

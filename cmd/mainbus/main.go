@@ -1,0 +1,96 @@
+// Command mainbus runs mainbus buses from the command line.
+//
+// Usage:
+//
+//	mainbus [command] [flags]
+//
+// The commands are:
+//
+//	demo    run the seed factory: iron and copper buses, one line per
+//	        handled event (the default when no command is given)
+//	help    print this text
+//
+// Run "mainbus COMMAND --help" for the flags of a command. Bad flags or
+// values print what is wrong and what is accepted, and exit with status 2.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+)
+
+// Exit statuses.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+// A command is one subcommand of the CLI.
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) int
+}
+
+func commands() []command {
+	return []command{
+		{"demo", "run the seed factory: iron and copper buses (the default)", runDemo},
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run dispatches args to a command and returns the exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") && !isHelp(args[0]) {
+		return runDemo(ctx, args, stdout, stderr)
+	}
+	name := args[0]
+	if isHelp(name) || name == "help" {
+		usage(stdout)
+		return exitOK
+	}
+	for _, c := range commands() {
+		if c.name == name {
+			return c.run(ctx, args[1:], stdout, stderr)
+		}
+	}
+	fmt.Fprintf(stderr, "mainbus: unknown command %q; want one of %s\n", name, commandNames())
+	fmt.Fprintln(stderr, `run "mainbus help" for usage`)
+	return exitUsage
+}
+
+func isHelp(arg string) bool {
+	return arg == "-h" || arg == "-help" || arg == "--help"
+}
+
+func commandNames() string {
+	var names []string
+	for _, c := range commands() {
+		names = append(names, c.name)
+	}
+	return strings.Join(names, ", ")
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "mainbus moves typed events through per-resource buses of parallel conveyors.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Usage: mainbus [command] [flags]")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Commands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, `Run "mainbus COMMAND --help" for the flags of a command.`)
+}
