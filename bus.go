@@ -272,29 +272,55 @@ func (b *Bus[T]) deliver(c *conveyor[T], ev Event[T]) bool {
 		return false
 	default:
 	}
-	err := b.call(c, ev)
-	c.consumed.Add(1)
-	if err != nil {
-		if err.Panic != nil {
-			c.panicked.Add(1)
-		} else {
-			c.failed.Add(1)
-		}
-		if b.onError != nil {
-			b.onError(err)
-		}
-	}
+	b.settle(c, b.call(c, ev))
 	return true
 }
 
-// call runs the handler, turning a panic into a HandlerError.
+// settle counts a finished delivery and reports its failure, if any.
+func (b *Bus[T]) settle(c *conveyor[T], err *HandlerError) {
+	c.consumed.Add(1)
+	if err == nil {
+		return
+	}
+	if err.Err == nil {
+		c.panicked.Add(1)
+	} else {
+		c.failed.Add(1)
+	}
+	if b.onError != nil {
+		b.onError(err)
+	}
+}
+
+// goexitPanic is the Panic of the HandlerError for a handler that called
+// runtime.Goexit.
+const goexitPanic = "mainbus: handler called runtime.Goexit"
+
+// call runs the handler, turning a panic into a HandlerError. A handler
+// that calls runtime.Goexit ends the consumer goroutine whatever we do, so
+// call reports it and starts a new consumer for c before the old one goes.
 func (b *Bus[T]) call(c *conveyor[T], ev Event[T]) (herr *HandlerError) {
+	returned := false
 	defer func() {
-		if p := recover(); p != nil {
-			herr = &HandlerError{Resource: b.resource, Conveyor: c.index, EventID: ev.ID, Panic: p}
+		if returned {
+			return
+		}
+		p := recover()
+		if p == nil {
+			p = goexitPanic
+		}
+		herr = &HandlerError{Resource: b.resource, Conveyor: c.index, EventID: ev.ID, Panic: p}
+		if p == goexitPanic {
+			b.settle(c, herr)
+			// The old goroutine's Done comes after this Add, so the
+			// count of consumers never drops to zero in between.
+			b.consumers.Add(1)
+			go b.consume(c)
 		}
 	}()
-	if err := b.handle(b.ctx, c.index, ev); err != nil {
+	err := b.handle(b.ctx, c.index, ev)
+	returned = true
+	if err != nil {
 		return &HandlerError{Resource: b.resource, Conveyor: c.index, EventID: ev.ID, Err: err}
 	}
 	return nil

@@ -47,7 +47,9 @@ func (e *ProduceError) Unwrap() error { return e.Err }
 
 // A HandlerError reports one failed delivery to the bus's error handler.
 // Exactly one of Err and Panic is set: Err is what the handler returned,
-// Panic is the value it panicked with.
+// Panic is the value it panicked with. A handler that calls
+// runtime.Goexit is reported as a panic with a string value saying so; its
+// conveyor gets a new consumer goroutine and goes on.
 type HandlerError struct {
 	Resource string
 	Conveyor int
