@@ -122,3 +122,42 @@ func (l *leastLoaded) Pick(_ string, c Conveyors) int {
 	}
 	return best
 }
+
+// JumpHash returns a keyed balancer like [KeyHash] for buses that are
+// resized often: when the conveyor count grows from n to m, only the
+// share (m-n)/m of keys moves, each to one of the new conveyors, where
+// KeyHash moves most keys. It is the jump consistent hash of Lamport and
+// Veach over the 64-bit FNV-1a hash of the key; like KeyHash it is fixed
+// across processes and versions.
+func JumpHash() Balancer { return jumpHash{} }
+
+type jumpHash struct{}
+
+func (jumpHash) Pick(key string, c Conveyors) int { return jump(fnv1a64(key), c.Len()) }
+
+// jump maps h to a bucket in [0, n): it follows h's pseudo-random sequence
+// of bucket counts at which h would jump, and returns the last jump below
+// n.
+func jump(h uint64, n int) int {
+	bucket, next := int64(-1), int64(0)
+	for next < int64(n) {
+		bucket = next
+		h = h*2862933555777941757 + 1
+		next = int64(float64(bucket+1) * (float64(1<<31) / float64(h>>33+1)))
+	}
+	return int(bucket)
+}
+
+// fnv1a64 returns the 64-bit FNV-1a hash of s. It does not allocate.
+func fnv1a64(s string) uint64 {
+	const (
+		offset = 14695981039346656037
+		prime  = 1099511628211
+	)
+	h := uint64(offset)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= prime
+	}
+	return h
+}

@@ -2,6 +2,7 @@ package mainbus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -26,23 +27,33 @@ type Handler[T any] func(ctx context.Context, conveyor int, ev Event[T]) error
 // A Bus is safe for concurrent use by any number of producers. It must be
 // built with New; the zero value is not usable.
 type Bus[T any] struct {
-	resource string
-	handle   Handler[T]
-	balancer Balancer
-	overflow Overflow
-	onError  func(error)
-	lanes    *layout[T]
+	resource   string
+	handle     Handler[T]
+	balancer   Balancer
+	overflow   Overflow
+	buffer     int
+	exact      bool
+	onError    func(error)
+	onDrop     func(Event[T])
+	retry      retryPolicy
+	deadLetter deadLetterSink[T]
 
-	// state counts the producers inside Produce or TryProduce in its low
-	// bits; closedBit is set once Close begins. A producer that sees the
-	// bit leaves without touching a conveyor, so once the count drops to
-	// zero with the bit set, nothing can be sent any more and idle closes.
-	state    atomic.Int64
-	closing  chan struct{} // closed when Close begins; wakes blocked producers
-	idle     chan struct{} // closed when intake is stopped and no producer is inside
-	idleOnce sync.Once
+	// current is the layout producers use. Resize swaps it; the swap comes
+	// before the old layout retires, so a producer that finds its layout
+	// retired and the bus not closed finds the new one on reload.
+	current atomic.Pointer[layout[T]]
+	closed  atomic.Bool
 
-	beginOnce sync.Once
+	// mu serializes Resize and the start of Close, and guards gens and
+	// meters.
+	mu     sync.Mutex
+	gens   []*layout[T] // layouts not known to be drained, oldest first
+	meters []*meter     // one per conveyor number ever used
+
+	// gids holds the goroutine IDs of the consumers, so that Close,
+	// Resize and a blocking Produce can tell a call from a handler.
+	gids sync.Map
+
 	abort     chan struct{} // closed when a Close's context ends before the drain
 	abortOnce sync.Once
 	halted    bool  // set under abortOnce; read by shutdown after abortOnce
@@ -57,7 +68,9 @@ type Bus[T any] struct {
 	consumers sync.WaitGroup
 }
 
-const closedBit = 1 << 62
+// errRetired tells a producer that its layout was replaced by Resize while
+// it waited, and that it should pick again from the new one.
+var errRetired = errors.New("mainbus: layout retired")
 
 // New builds the bus of resource and starts one consumer goroutine per
 // conveyor, each calling h. Resource names are 1 to 64 ASCII letters,
@@ -88,25 +101,69 @@ func New[T any](resource string, h Handler[T], opts ...Option) (*Bus[T], error) 
 		handle:   h,
 		balancer: cfg.balancer,
 		overflow: cfg.overflow,
+		buffer:   cfg.buffer,
+		exact:    cfg.exact,
 		onError:  cfg.onError,
-		lanes:    &layout[T]{conveyors: make([]*conveyor[T], cfg.conveyors)},
-		closing:  make(chan struct{}),
-		idle:     make(chan struct{}),
+		retry:    cfg.retry,
 		abort:    make(chan struct{}),
 		done:     make(chan struct{}),
 	}
+	if err := b.typed(cfg); err != nil {
+		return nil, fmt.Errorf("bus %s: %w", resource, err)
+	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
-	for i := range b.lanes.conveyors {
-		// The buffer is the user's WithBuffer setting (DefaultBuffer if
-		// unset); when it is full the overflow policy applies.
-		c := &conveyor[T]{index: i, ch: make(chan Event[T], cfg.buffer)}
-		b.lanes.conveyors[i] = c
-	}
-	b.consumers.Add(len(b.lanes.conveyors))
-	for _, c := range b.lanes.conveyors {
-		go b.consume(c)
-	}
+	b.mu.Lock()
+	b.install(cfg.conveyors, nil)
+	b.mu.Unlock()
 	return b, nil
+}
+
+// typed takes the options whose type parameter must match the bus's.
+func (b *Bus[T]) typed(cfg config) error {
+	if cfg.onDrop != nil {
+		f, ok := cfg.onDrop.(func(Event[T]))
+		if !ok || f == nil {
+			return invalid("drop handler is a %T; want a non-nil func(mainbus.Event[%s])",
+				cfg.onDrop, typeName[T]())
+		}
+		b.onDrop = f
+	}
+	if cfg.deadLetter != nil {
+		dl, ok := cfg.deadLetter.(deadLetterSink[T])
+		if !ok || dl.produce == nil {
+			return invalid("dead-letter bus is nil or carries another type; "+
+				"want a *mainbus.Bus[mainbus.DeadLetter[%s]]", typeName[T]())
+		}
+		b.deadLetter = dl
+	}
+	return nil
+}
+
+func typeName[T any]() string {
+	var zero T
+	return fmt.Sprintf("%T", zero)
+}
+
+// install builds a layout of n conveyors that starts handling once after
+// closes, makes it current and starts its consumers. b.mu must be held.
+func (b *Bus[T]) install(n int, after <-chan struct{}) *layout[T] {
+	for len(b.meters) < n {
+		b.meters = append(b.meters, new(meter))
+	}
+	l := newLayout[T](n, b.buffer, b.meters, after)
+	live := b.gens[:0]
+	for _, g := range b.gens {
+		if !g.isDrained() {
+			live = append(live, g)
+		}
+	}
+	b.gens = append(live, l)
+	b.current.Store(l)
+	b.consumers.Add(n)
+	for _, c := range l.conveyors {
+		go b.consume(l, c, nil)
+	}
+	return l
 }
 
 // checkResource says whether name can name a bus.
@@ -129,17 +186,23 @@ func checkResource(name string) error {
 // Resource returns the name of the resource the bus carries.
 func (b *Bus[T]) Resource() string { return b.resource }
 
-// Conveyors returns the number of conveyors, after the even-count rule.
-func (b *Bus[T]) Conveyors() int { return len(b.lanes.conveyors) }
+// Conveyors returns the number of conveyors producers use now, after the
+// even-count rule.
+func (b *Bus[T]) Conveyors() int { return b.current.Load().Len() }
 
 // Produce puts ev on the conveyor its balancer picks. It returns nil once
 // the event is accepted: from then on it will reach the handler exactly
-// once, or be handed back by a Close whose context ends first.
+// once, or be handed back by a Close whose context ends first, or, under
+// a dropping policy, be counted and reported as dropped.
 //
 // When the conveyor is full, the overflow policy applies. Under [Block],
 // Produce waits for room and returns an error wrapping ctx.Err() if ctx
 // ends first; the event is then not accepted and is never delivered. Under
 // [Reject] it returns an error wrapping [ErrFull] at once.
+//
+// Called from inside a handler of this bus, Produce never waits: where it
+// would, it returns an error wrapping [ErrWouldBlock], since the conveyor
+// it waits on may need the calling handler to finish first.
 //
 // Produce returns [ErrClosed] once Close has begun, also to producers
 // already waiting for room. Waiting on one conveyor holds no lock: other
@@ -151,8 +214,9 @@ func (b *Bus[T]) Produce(ctx context.Context, ev Event[T]) error {
 	return b.produce(ctx, ev, b.overflow == Block)
 }
 
-// TryProduce is Produce that never waits: when the chosen conveyor is full
-// it returns an error wrapping [ErrFull], whatever the overflow policy.
+// TryProduce is Produce that never waits: where the [Block] policy would
+// wait, it returns an error wrapping [ErrFull]. The other policies behave
+// as in Produce.
 func (b *Bus[T]) TryProduce(ev Event[T]) error {
 	return b.produce(nil, ev, false)
 }
@@ -161,23 +225,23 @@ func (b *Bus[T]) produce(ctx context.Context, ev Event[T], wait bool) error {
 	if err := b.stamp(&ev); err != nil {
 		return err
 	}
-	if b.state.Add(1)&closedBit != 0 {
-		b.leave()
-		return ErrClosed
-	}
-	c, err := b.pick(ev.Key)
-	if err == nil {
-		err = b.place(ctx, c, ev, wait)
-	}
-	b.leave()
-	return err
-}
-
-// leave undoes a producer's entry and opens idle for the last one out
-// after Close has begun.
-func (b *Bus[T]) leave() {
-	if b.state.Add(-1) == closedBit {
-		b.idleOnce.Do(func() { close(b.idle) })
+	for {
+		l := b.current.Load()
+		if !l.enter() {
+			l.leave()
+			if b.closed.Load() {
+				return ErrClosed
+			}
+			continue // resized: the reload finds the new layout
+		}
+		c, err := b.pick(l, ev.Key)
+		if err == nil {
+			err = b.place(ctx, l, c, ev, wait)
+		}
+		l.leave()
+		if err != errRetired {
+			return err
+		}
 	}
 }
 
@@ -198,132 +262,52 @@ func (b *Bus[T]) stamp(ev *Event[T]) error {
 	return nil
 }
 
-func (b *Bus[T]) pick(key string) (*conveyor[T], error) {
-	n := len(b.lanes.conveyors)
-	i := b.balancer.Pick(key, b.lanes)
+func (b *Bus[T]) pick(l *layout[T], key string) (*conveyor[T], error) {
+	n := len(l.conveyors)
+	i := b.balancer.Pick(key, l)
 	if i < 0 || i >= n {
 		return nil, invalid("balancer %T picked conveyor %d of bus %s; want 0 to %d",
 			b.balancer, i, b.resource, n-1)
 	}
-	return b.lanes.conveyors[i], nil
+	return l.conveyors[i], nil
 }
 
-// place sends ev on c, waiting for room only if wait is set.
-func (b *Bus[T]) place(ctx context.Context, c *conveyor[T], ev Event[T], wait bool) error {
+// place sends ev on c of layout l, applying the overflow policy if c is
+// full; it waits for room only if wait is set.
+func (b *Bus[T]) place(ctx context.Context, l *layout[T], c *conveyor[T], ev Event[T], wait bool) error {
 	select {
 	case c.ch <- ev:
-		c.produced.Add(1)
+		c.m.produced.Add(1)
 		return nil
 	default:
 	}
-	if !wait {
+	switch {
+	case b.overflow == DropNewest:
+		b.drop(c, ev)
+		return nil
+	case b.overflow == DropOldest:
+		b.displace(c, ev)
+		return nil
+	case !wait:
 		return &ProduceError{Resource: b.resource, Conveyor: c.index, Err: ErrFull}
+	case b.inHandler(goid()):
+		return &ProduceError{Resource: b.resource, Conveyor: c.index, Err: ErrWouldBlock}
 	}
 
 	// Each case below either sends the event or leaves it unsent, so an
 	// event given up on is never delivered later.
 	select {
 	case c.ch <- ev:
-		c.produced.Add(1)
+		c.m.produced.Add(1)
 		return nil
 	case <-ctx.Done():
 		return &ProduceError{Resource: b.resource, Conveyor: c.index, Err: ctx.Err()}
-	case <-b.closing:
-		return ErrClosed
-	}
-}
-
-// consume is the body of the consumer goroutine of c.
-func (b *Bus[T]) consume(c *conveyor[T]) {
-	defer b.consumers.Done()
-	c.gid.Store(goid())
-	for {
-		select {
-		case ev := <-c.ch:
-			if !b.deliver(c, ev) {
-				return
-			}
-		case <-b.idle:
-			// No producer can send any more: what is in the channel is
-			// all there will ever be.
-			for {
-				select {
-				case ev := <-c.ch:
-					if !b.deliver(c, ev) {
-						return
-					}
-				default:
-					return
-				}
-			}
-		case <-b.abort:
-			return
+	case <-l.closing:
+		if b.closed.Load() {
+			return ErrClosed
 		}
+		return errRetired
 	}
-}
-
-// deliver hands ev to the handler and counts the outcome. If the drain
-// was cut short meanwhile, it keeps ev for Close to hand back instead, and
-// reports false so the consumer stops.
-func (b *Bus[T]) deliver(c *conveyor[T], ev Event[T]) bool {
-	select {
-	case <-b.abort:
-		c.held = append(c.held, ev)
-		return false
-	default:
-	}
-	b.settle(c, b.call(c, ev))
-	return true
-}
-
-// settle counts a finished delivery and reports its failure, if any.
-func (b *Bus[T]) settle(c *conveyor[T], err *HandlerError) {
-	c.consumed.Add(1)
-	if err == nil {
-		return
-	}
-	if err.Err == nil {
-		c.panicked.Add(1)
-	} else {
-		c.failed.Add(1)
-	}
-	if b.onError != nil {
-		b.onError(err)
-	}
-}
-
-// goexitPanic is the Panic of the HandlerError for a handler that called
-// runtime.Goexit.
-const goexitPanic = "mainbus: handler called runtime.Goexit"
-
-// call runs the handler, turning a panic into a HandlerError. A handler
-// that calls runtime.Goexit ends the consumer goroutine whatever we do, so
-// call reports it and starts a new consumer for c before the old one goes.
-func (b *Bus[T]) call(c *conveyor[T], ev Event[T]) (herr *HandlerError) {
-	returned := false
-	defer func() {
-		if returned {
-			return
-		}
-		p := recover()
-		if p == nil {
-			p = goexitPanic
-		}
-		herr = &HandlerError{Resource: b.resource, Conveyor: c.index, EventID: ev.ID, Panic: p}
-		if p == goexitPanic {
-			b.settle(c, herr)
-			// The old goroutine's Done comes after this Add, so the
-			// count of consumers never drops to zero in between.
-			b.consumers.Add(1)
-			go b.consume(c)
-		}
-	}()
-	err := b.handle(b.ctx, c.index, ev)
-	returned = true
-	if err != nil {
-		return &HandlerError{Resource: b.resource, Conveyor: c.index, EventID: ev.ID, Err: err}
-	}
-	return nil
 }
 
 // Close stops intake, delivers every accepted event, stops the consumers
@@ -345,11 +329,6 @@ func (b *Bus[T]) Close(ctx context.Context) error {
 	if b.inHandler(goid()) {
 		return nil
 	}
-	return b.wait(ctx)
-}
-
-// wait waits for the shutdown Close began, cutting it short if ctx ends.
-func (b *Bus[T]) wait(ctx context.Context) error {
 	var cut <-chan struct{}
 	if ctx != nil {
 		cut = ctx.Done()
@@ -370,20 +349,26 @@ func (b *Bus[T]) wait(ctx context.Context) error {
 // begin starts the shutdown once: it stops intake, releases blocked
 // producers and starts the goroutine that settles the result.
 func (b *Bus[T]) begin() {
-	b.beginOnce.Do(func() {
-		b.state.Or(closedBit)
-		close(b.closing)
-		if b.state.Load() == closedBit {
-			b.idleOnce.Do(func() { close(b.idle) })
-		}
-		go b.shutdown()
-	})
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed.Load() {
+		return
+	}
+	b.closed.Store(true)
+	b.current.Load().retire()
+	go b.shutdown()
 }
 
 // shutdown waits for the producers and consumers to stop, gathers what was
 // not delivered, and closes done. It is the last goroutine of the bus.
 func (b *Bus[T]) shutdown() {
-	<-b.idle
+	// No layout is added once closed is set, so gens is final.
+	b.mu.Lock()
+	gens := b.gens
+	b.mu.Unlock()
+	for _, l := range gens {
+		<-l.idle
+	}
 	b.consumers.Wait()
 
 	// After this Do, no Close can cut the drain short any more, and a cut
@@ -391,11 +376,13 @@ func (b *Bus[T]) shutdown() {
 	b.abortOnce.Do(func() {})
 	if b.halted {
 		var left []Event[T]
-		for _, c := range b.lanes.conveyors {
-			left = append(left, c.held...)
-			c.held = nil
-			for len(c.ch) > 0 {
-				left = append(left, <-c.ch)
+		for _, l := range gens {
+			for _, c := range l.conveyors {
+				left = append(left, c.held...)
+				c.held = nil
+				for len(c.ch) > 0 {
+					left = append(left, <-c.ch)
+				}
 			}
 		}
 		if len(left) > 0 {
@@ -408,12 +395,8 @@ func (b *Bus[T]) shutdown() {
 
 // inHandler reports whether goroutine id is a consumer of this bus.
 func (b *Bus[T]) inHandler(id uint64) bool {
-	for _, c := range b.lanes.conveyors {
-		if c.gid.Load() == id {
-			return true
-		}
-	}
-	return false
+	_, ok := b.gids.Load(id)
+	return ok
 }
 
 // Done returns a channel that is closed when the bus has stopped after

@@ -1,38 +1,126 @@
 package mainbus
 
-import "sync/atomic"
+import (
+	"sync"
+	"sync/atomic"
+)
 
-// A conveyor is one lane of a bus: a buffered channel and the counters of
-// the one consumer goroutine that drains it.
+// A conveyor is one lane of a bus: a buffered channel drained by exactly
+// one consumer goroutine.
 type conveyor[T any] struct {
 	index int
 	ch    chan Event[T]
+	m     *meter
 
-	// gid is the ID of the consumer goroutine, so that Close can tell
-	// whether it is called from inside a handler of this bus.
-	gid atomic.Uint64
-
-	// held keeps an event received after the drain was cut short. Only
-	// the consumer writes it, and only the shutdown goroutine reads it,
-	// after the consumer has exited.
+	// held keeps events taken off the channel after the drain was cut
+	// short. Only the consumer writes it, and only the shutdown goroutine
+	// reads it, after the consumer has exited.
 	held []Event[T]
+}
 
-	produced atomic.Uint64
-	consumed atomic.Uint64
-	failed   atomic.Uint64
-	panicked atomic.Uint64
+// A meter counts the events of one conveyor number. It outlives the
+// conveyors that share its number across resizes, so counters only grow.
+type meter struct {
+	produced     atomic.Uint64
+	consumed     atomic.Uint64
+	failed       atomic.Uint64
+	panicked     atomic.Uint64
+	dropped      atomic.Uint64
+	retried      atomic.Uint64
+	deadLettered atomic.Uint64
 
-	// Producers and the consumer write the counters above from different
-	// cores; keep the next conveyor's counters off this cache line.
+	// Producers and the consumer write these counters from different
+	// cores; keep the next meter off this cache line.
 	_ [64]byte
 }
 
-// layout is the set of conveyors of a bus, as a [Conveyors] view for
-// balancers. It is passed as a pointer so the interface does not allocate.
+// A layout is one generation of a bus's conveyors. A bus starts with one;
+// every Resize builds the next and retires the current one, which drains
+// on its own while producers move to the new one.
+//
+// It is also the [Conveyors] view balancers pick from; it is passed as a
+// pointer so that the interface does not allocate.
 type layout[T any] struct {
 	conveyors []*conveyor[T]
+
+	// state counts the producers inside the layout in its low bits;
+	// closedBit is set when the layout retires. A producer that sees the
+	// bit leaves without touching a conveyor, so once the count drops to
+	// zero with the bit set, nothing can be sent any more and idle closes.
+	state    atomic.Int64
+	closing  chan struct{} // closed on retire; wakes producers blocked here
+	idle     chan struct{} // closed when retired and no producer is inside
+	idleOnce sync.Once
+
+	// after is the drained channel of the layout this one replaced: the
+	// consumers here hand nothing to the handler until it closes, so no
+	// key is handled on a new conveyor before its earlier events on the
+	// old one. It is nil for a bus's first layout.
+	after <-chan struct{}
+
+	// live counts the consumers that have not finished draining; the last
+	// one closes drained. Consumers stopped by a cut-short Close never
+	// count down, so drained means "every event here was delivered".
+	live    atomic.Int64
+	drained chan struct{}
+}
+
+const closedBit = 1 << 62
+
+func newLayout[T any](n, buffer int, meters []*meter, after <-chan struct{}) *layout[T] {
+	l := &layout[T]{
+		conveyors: make([]*conveyor[T], n),
+		closing:   make(chan struct{}),
+		idle:      make(chan struct{}),
+		drained:   make(chan struct{}),
+		after:     after,
+	}
+	for i := range l.conveyors {
+		// The buffer is the user's WithBuffer setting (DefaultBuffer if
+		// unset); when it is full the overflow policy applies.
+		l.conveyors[i] = &conveyor[T]{index: i, ch: make(chan Event[T], buffer), m: meters[i]}
+	}
+	l.live.Store(int64(n))
+	return l
 }
 
 func (l *layout[T]) Len() int { return len(l.conveyors) }
 
 func (l *layout[T]) Depth(i int) int { return len(l.conveyors[i].ch) }
+
+// enter counts a producer in and reports whether the layout still takes
+// events. The producer must call leave in either case.
+func (l *layout[T]) enter() bool { return l.state.Add(1)&closedBit == 0 }
+
+func (l *layout[T]) leave() {
+	if l.state.Add(-1) == closedBit {
+		l.idleOnce.Do(func() { close(l.idle) })
+	}
+}
+
+// retire stops intake and wakes blocked producers. It is called once, with
+// the bus's mutex held.
+func (l *layout[T]) retire() {
+	l.state.Or(closedBit)
+	close(l.closing)
+	if l.state.Load() == closedBit {
+		l.idleOnce.Do(func() { close(l.idle) })
+	}
+}
+
+// release counts down a consumer that has delivered everything.
+func (l *layout[T]) release() {
+	if l.live.Add(-1) == 0 {
+		close(l.drained)
+	}
+}
+
+// isDrained reports whether every event of l has been delivered.
+func (l *layout[T]) isDrained() bool {
+	select {
+	case <-l.drained:
+		return true
+	default:
+		return false
+	}
+}

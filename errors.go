@@ -14,6 +14,11 @@ var (
 	// conveyor has no room and the caller asked not to wait.
 	ErrFull = errors.New("mainbus: conveyor full")
 
+	// ErrWouldBlock is returned, wrapped in a [*ProduceError], when a
+	// handler produces into a full conveyor of its own bus under the
+	// [Block] policy: waiting there could wait on the handler itself.
+	ErrWouldBlock = errors.New("mainbus: produce from a handler would block on its own bus")
+
 	// ErrInvalidOption is wrapped by every error about a bad option,
 	// resource name, handler or balancer result.
 	ErrInvalidOption = errors.New("mainbus: invalid option")
@@ -49,22 +54,24 @@ func (e *ProduceError) Unwrap() error { return e.Err }
 // Exactly one of Err and Panic is set: Err is what the handler returned,
 // Panic is the value it panicked with. A handler that calls
 // runtime.Goexit is reported as a panic with a string value saying so; its
-// conveyor gets a new consumer goroutine and goes on.
+// conveyor gets a new consumer goroutine and goes on. A failure to hand an
+// event to the dead-letter bus is reported with Err wrapping the cause.
 type HandlerError struct {
 	Resource string
 	Conveyor int
 	EventID  uint64
+	Attempt  int // 1 for the first call, 2 for the first retry, …
 	Err      error
 	Panic    any
 }
 
 func (e *HandlerError) Error() string {
 	if e.Err == nil {
-		return fmt.Sprintf("mainbus: handler of %s L%d panicked on event %d: %v",
-			e.Resource, e.Conveyor, e.EventID, e.Panic)
+		return fmt.Sprintf("mainbus: handler of %s L%d panicked on event %d (attempt %d): %v",
+			e.Resource, e.Conveyor, e.EventID, e.Attempt, e.Panic)
 	}
-	return fmt.Sprintf("mainbus: handler of %s L%d failed on event %d: %v",
-		e.Resource, e.Conveyor, e.EventID, e.Err)
+	return fmt.Sprintf("mainbus: handler of %s L%d failed on event %d (attempt %d): %v",
+		e.Resource, e.Conveyor, e.EventID, e.Attempt, e.Err)
 }
 
 // Unwrap returns the handler's error, or nil for a panic.

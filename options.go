@@ -1,6 +1,9 @@
 package mainbus
 
-import "fmt"
+import (
+	"context"
+	"time"
+)
 
 // Defaults used when an option is not given.
 const (
@@ -29,6 +32,12 @@ type config struct {
 	balancer  Balancer
 	overflow  Overflow
 	onError   func(error)
+	retry     retryPolicy
+
+	// onDrop and deadLetter hold typed values; New checks that their
+	// type parameter is the bus's.
+	onDrop     any
+	deadLetter any
 }
 
 func defaultConfig() config {
@@ -37,17 +46,12 @@ func defaultConfig() config {
 		buffer:    DefaultBuffer,
 		balancer:  Random(),
 		overflow:  Block,
+		retry:     retryPolicy{attempts: 1},
 	}
 }
 
 // check validates the configuration and applies the even-count rule.
 func (c *config) check() error {
-	if c.conveyors < 1 {
-		return invalid("conveyors is %d; want 1 or more", c.conveyors)
-	}
-	if c.conveyors > maxConveyors {
-		return invalid("conveyors is %d; want at most %d", c.conveyors, maxConveyors)
-	}
 	if c.buffer < 0 {
 		return invalid("buffer is %d; want 0 or more", c.buffer)
 	}
@@ -58,10 +62,26 @@ func (c *config) check() error {
 	if err := c.overflow.check(); err != nil {
 		return err
 	}
-	if !c.exact && c.conveyors%2 == 1 {
-		c.conveyors++
+	if err := c.retry.check(); err != nil {
+		return err
 	}
-	return nil
+	n, err := conveyorCount(c.conveyors, c.exact)
+	c.conveyors = n
+	return err
+}
+
+// conveyorCount checks a conveyor count and applies the even-count rule.
+func conveyorCount(n int, exact bool) (int, error) {
+	if n < 1 {
+		return n, invalid("conveyors is %d; want 1 or more", n)
+	}
+	if n > maxConveyors {
+		return n, invalid("conveyors is %d; want at most %d", n, maxConveyors)
+	}
+	if !exact && n%2 == 1 {
+		n++
+	}
+	return n, nil
 }
 
 // maxConveyors bounds the conveyor count so that a typo cannot start a
@@ -101,41 +121,52 @@ func WithOverflow(o Overflow) Option {
 	return optionFunc(func(c *config) { c.overflow = o })
 }
 
+// WithDropHandler sets the function told of every event a dropping
+// overflow policy ([DropNewest], [DropOldest]) discards. It is called on
+// the producer's goroutine, so it should return quickly. Every drop is
+// also counted in [Stats] whether or not a handler is set. New returns an
+// error if T is not the bus's payload type.
+func WithDropHandler[T any](f func(Event[T])) Option {
+	return optionFunc(func(c *config) { c.onDrop = f })
+}
+
+// WithRetry makes the bus call the handler up to attempts times for an
+// event while it fails (returns an error or panics). Between attempts the
+// conveyor waits base, 2×base, 4×base, … capped at max, each wait drawn at
+// random from its upper half so that conveyors do not retry in step.
+// While an event is retried, the later events of its conveyor wait, so
+// per-conveyor and per-key order hold. Every failed attempt is reported
+// to the error handler. The default is one attempt, no retry.
+func WithRetry(attempts int, base, max time.Duration) Option {
+	return optionFunc(func(c *config) { c.retry = retryPolicy{attempts, base, max} })
+}
+
+// WithDeadLetter sends every event whose last attempt failed to dl, once,
+// as a [DeadLetter] with the error and the number of attempts. If dl's
+// conveyor is full the failing conveyor waits for room; if dl is closed,
+// the failure is reported to the error handler instead. New returns an
+// error if T is not the bus's payload type.
+func WithDeadLetter[T any](dl *Bus[DeadLetter[T]]) Option {
+	return optionFunc(func(c *config) {
+		sink := deadLetterSink[T]{}
+		if dl != nil {
+			sink = deadLetterSink[T]{resource: dl.resource, produce: dl.Produce}
+		}
+		c.deadLetter = sink
+	})
+}
+
+// A deadLetterSink is the part of a dead-letter bus a bus uses. A Bus[T]
+// cannot hold a *Bus[DeadLetter[T]] itself: the type would be infinite.
+type deadLetterSink[T any] struct {
+	resource string
+	produce  func(context.Context, Event[DeadLetter[T]]) error
+}
+
 // WithErrorHandler sets the function told of every handler failure, as a
 // [*HandlerError]. It is called on the consumer goroutine of the conveyor
 // that failed, so it should return quickly. Without it, failures are only
 // counted in [Stats].
 func WithErrorHandler(f func(error)) Option {
 	return optionFunc(func(c *config) { c.onError = f })
-}
-
-// An Overflow policy says what Produce does when the chosen conveyor is
-// full.
-type Overflow int
-
-const (
-	// Block waits until the conveyor has room, the producer's context
-	// ends, or the bus closes. It is the default.
-	Block Overflow = iota
-
-	// Reject returns an error wrapping [ErrFull] at once.
-	Reject
-)
-
-func (o Overflow) String() string {
-	switch o {
-	case Block:
-		return "block"
-	case Reject:
-		return "reject"
-	}
-	return fmt.Sprintf("Overflow(%d)", int(o))
-}
-
-func (o Overflow) check() error {
-	switch o {
-	case Block, Reject:
-		return nil
-	}
-	return invalid("overflow policy %d is unknown; want Block or Reject", int(o))
 }

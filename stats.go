@@ -1,40 +1,61 @@
 package mainbus
 
-// Stats is a snapshot of a bus's counters, one entry per conveyor. Each
-// counter is read on its own while the bus runs, so a snapshot taken under
-// load may be a few events apart between counters.
+// Stats is a snapshot of a bus's counters, one entry per conveyor number
+// the bus has had. Each counter is read on its own while the bus runs, so
+// a snapshot taken under load may be a few events apart between counters.
+// Counters only grow, also across resizes.
 type Stats struct {
-	Resource  string
+	Resource string
+
+	// Active is the number of conveyors producers use now; Conveyors[i]
+	// is active for i < Active. Entries past it are conveyors removed by
+	// a Resize, kept so that totals never go down.
+	Active    int
 	Conveyors []ConveyorStats
 }
 
-// ConveyorStats counts the events of one conveyor since the bus started.
+// ConveyorStats counts the events of one conveyor number since the bus
+// started.
 type ConveyorStats struct {
 	Conveyor int
 
-	Produced uint64 // accepted onto the conveyor
-	Consumed uint64 // handed to the handler, whatever the outcome
-	Failed   uint64 // handler returned an error
-	Panicked uint64 // handler panicked
+	Produced     uint64 // accepted onto the conveyor
+	Consumed     uint64 // done with: handled, or failed on the last attempt
+	Failed       uint64 // handler attempts that returned an error
+	Panicked     uint64 // handler attempts that panicked
+	Retried      uint64 // attempts followed by another
+	DeadLettered uint64 // handed to the dead-letter bus
+	Dropped      uint64 // discarded by a dropping overflow policy
 
-	Depth    int // events waiting now
+	Depth    int // events waiting now; 0 if the conveyor is not active
 	Capacity int // events the conveyor holds before it is full
 }
 
 // Stats returns a snapshot of the bus's counters. It does not stop the
 // bus and is safe for concurrent use.
 func (b *Bus[T]) Stats() Stats {
-	s := Stats{Resource: b.resource, Conveyors: make([]ConveyorStats, len(b.lanes.conveyors))}
-	for i, c := range b.lanes.conveyors {
-		s.Conveyors[i] = ConveyorStats{
-			Conveyor: i,
-			Produced: c.produced.Load(),
-			Consumed: c.consumed.Load(),
-			Failed:   c.failed.Load(),
-			Panicked: c.panicked.Load(),
-			Depth:    len(c.ch),
-			Capacity: cap(c.ch),
+	b.mu.Lock()
+	l := b.current.Load()
+	meters := b.meters
+	b.mu.Unlock()
+
+	s := Stats{Resource: b.resource, Active: l.Len(), Conveyors: make([]ConveyorStats, len(meters))}
+	for i, m := range meters {
+		cs := ConveyorStats{
+			Conveyor:     i,
+			Produced:     m.produced.Load(),
+			Consumed:     m.consumed.Load(),
+			Failed:       m.failed.Load(),
+			Panicked:     m.panicked.Load(),
+			Retried:      m.retried.Load(),
+			DeadLettered: m.deadLettered.Load(),
+			Dropped:      m.dropped.Load(),
 		}
+		if i < l.Len() {
+			cs.Depth = len(l.conveyors[i].ch)
+			cs.Capacity = cap(l.conveyors[i].ch)
+		}
+		s.Conveyors[i] = cs
 	}
 	return s
 }
@@ -47,6 +68,9 @@ func (s Stats) Total() ConveyorStats {
 		t.Consumed += c.Consumed
 		t.Failed += c.Failed
 		t.Panicked += c.Panicked
+		t.Retried += c.Retried
+		t.DeadLettered += c.DeadLettered
+		t.Dropped += c.Dropped
 		t.Depth += c.Depth
 		t.Capacity += c.Capacity
 	}
