@@ -2,10 +2,11 @@
 // conveyors, after the main bus of the game Factorio: one corridor of belts
 // per resource, each corridor made of several belts side by side.
 //
-// A [Bus] carries one resource. It owns a fixed set of conveyors, each a
+// A [Bus] carries one resource. It owns a set of conveyors, each a
 // buffered channel drained by exactly one consumer goroutine that hands
 // events to the bus's [Handler]. Producers call [Bus.Produce] or
 // [Bus.TryProduce]; a [Balancer] picks the conveyor for each event.
+// [Bus.Resize] changes the number of conveyors while the bus runs.
 //
 //	iron, err := mainbus.New("iron", func(ctx context.Context, c int, ev mainbus.Event[Plate]) error {
 //		return smelt(ctx, ev.Value)
@@ -19,9 +20,13 @@
 //
 // Produce returning nil means the event is accepted, and every accepted
 // event reaches the handler exactly once, in the order accepted per
-// conveyor. A handler that returns an error or panics is reported to the
-// error handler ([WithErrorHandler]) and counted in [Stats]; its conveyor
-// goes on with the next event.
+// conveyor, unless a dropping [Overflow] policy discards it, which is
+// counted and reported. Under [KeyHash] and [JumpHash] the events of one
+// key are handled in the order accepted, across resizes too. A handler
+// that returns an error or panics is reported to the error handler
+// ([WithErrorHandler]) and counted in [Stats]; its conveyor goes on with
+// the next event, after retries ([WithRetry]) and a dead-letter bus
+// ([WithDeadLetter]) if configured.
 //
 // # Shutdown
 //
