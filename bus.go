@@ -226,23 +226,31 @@ func (b *Bus[T]) produce(ctx context.Context, ev Event[T], wait bool) error {
 		return err
 	}
 	for {
-		l := b.current.Load()
-		if !l.enter() {
-			l.leave()
-			if b.closed.Load() {
-				return ErrClosed
-			}
-			continue // resized: the reload finds the new layout
-		}
-		c, err := b.pick(l, ev.Key)
-		if err == nil {
-			err = b.place(ctx, l, c, ev, wait)
-		}
-		l.leave()
+		err := b.produceIn(ctx, b.current.Load(), ev, wait)
 		if err != errRetired {
 			return err
 		}
 	}
+}
+
+// produceIn tries to place ev in layout l. It returns errRetired if a
+// Resize retired l first, and the reload in produce then finds the new
+// layout.
+func (b *Bus[T]) produceIn(ctx context.Context, l *layout[T], ev Event[T], wait bool) error {
+	// Deferred, so that a panicking balancer does not leave the producer
+	// counted in and Close waiting for it.
+	defer l.leave()
+	if !l.enter() {
+		if b.closed.Load() {
+			return ErrClosed
+		}
+		return errRetired
+	}
+	c, err := b.pick(l, ev.Key)
+	if err != nil {
+		return err
+	}
+	return b.place(ctx, l, c, ev, wait)
 }
 
 // stamp fills in the fields the bus owns.
@@ -398,6 +406,8 @@ func (b *Bus[T]) inHandler(id uint64) bool {
 	_, ok := b.gids.Load(id)
 	return ok
 }
+
+func (b *Bus[T]) isNil() bool { return b == nil }
 
 // Done returns a channel that is closed when the bus has stopped after
 // Close: every accepted event delivered or handed back, and no goroutine

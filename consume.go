@@ -132,8 +132,11 @@ func (b *Bus[T]) failed(c *conveyor[T], ev Event[T], err *HandlerError, attempt 
 			return false, false
 		}
 	}
+	if !b.bury(c, ev, err, attempt) {
+		return false, false
+	}
 	c.m.consumed.Add(1)
-	return false, b.bury(c, ev, err, attempt)
+	return false, true
 }
 
 func (b *Bus[T]) report(err error) {
@@ -163,7 +166,7 @@ func (b *Bus[T]) bury(c *conveyor[T], ev Event[T], cause *HandlerError, attempts
 		c.held = append(c.held, ev)
 		return false
 	}
-	c.m.failed.Add(1)
+	c.m.unburied.Add(1)
 	b.report(&HandlerError{
 		Resource: b.resource, Conveyor: c.index, EventID: ev.ID, Attempt: attempts,
 		Err: fmt.Errorf("dead-letter bus %s: %w (after: %w)", b.deadLetter.resource, err, cause),

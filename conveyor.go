@@ -28,6 +28,7 @@ type meter struct {
 	dropped      atomic.Uint64
 	retried      atomic.Uint64
 	deadLettered atomic.Uint64
+	unburied     atomic.Uint64
 
 	// Producers and the consumer write these counters from different
 	// cores; keep the next meter off this cache line.

@@ -79,8 +79,10 @@ func (e *HandlerError) Unwrap() error { return e.Err }
 
 // A DrainError is returned by Close when its context ended before every
 // accepted event was delivered. Undelivered holds those events, oldest
-// first per conveyor, so the caller can persist or replay them; none of
-// them reached the handler, and none will.
+// first per conveyor, so the caller can persist or replay them. None of
+// them was handled successfully, and none will be handed to the handler
+// again; an event cut short between retries, or while waiting for the
+// dead-letter bus, had failed attempts before.
 type DrainError[T any] struct {
 	Resource    string
 	Undelivered []Event[T]

@@ -3,7 +3,9 @@ package mainbus
 // Stats is a snapshot of a bus's counters, one entry per conveyor number
 // the bus has had. Each counter is read on its own while the bus runs, so
 // a snapshot taken under load may be a few events apart between counters.
-// Counters only grow, also across resizes.
+// Counters only grow, also across resizes. Once a bus has closed,
+// Consumed + Dropped equals the number of events accepted, under every
+// overflow policy.
 type Stats struct {
 	Resource string
 
@@ -19,13 +21,14 @@ type Stats struct {
 type ConveyorStats struct {
 	Conveyor int
 
-	Produced     uint64 // accepted onto the conveyor
-	Consumed     uint64 // done with: handled, or failed on the last attempt
-	Failed       uint64 // handler attempts that returned an error
-	Panicked     uint64 // handler attempts that panicked
-	Retried      uint64 // attempts followed by another
-	DeadLettered uint64 // handed to the dead-letter bus
-	Dropped      uint64 // discarded by a dropping overflow policy
+	Produced         uint64 // put on the conveyor (DropOldest may drop it later)
+	Consumed         uint64 // done with: handled, or failed on the last attempt
+	Failed           uint64 // handler attempts that returned an error
+	Panicked         uint64 // handler attempts that panicked
+	Retried          uint64 // attempts followed by another
+	DeadLettered     uint64 // handed to the dead-letter bus
+	DeadLetterFailed uint64 // refused by the dead-letter bus; each reported to the error handler
+	Dropped          uint64 // discarded by a dropping overflow policy
 
 	Depth    int // events waiting now; 0 if the conveyor is not active
 	Capacity int // events the conveyor holds before it is full
@@ -42,14 +45,15 @@ func (b *Bus[T]) Stats() Stats {
 	s := Stats{Resource: b.resource, Active: l.Len(), Conveyors: make([]ConveyorStats, len(meters))}
 	for i, m := range meters {
 		cs := ConveyorStats{
-			Conveyor:     i,
-			Produced:     m.produced.Load(),
-			Consumed:     m.consumed.Load(),
-			Failed:       m.failed.Load(),
-			Panicked:     m.panicked.Load(),
-			Retried:      m.retried.Load(),
-			DeadLettered: m.deadLettered.Load(),
-			Dropped:      m.dropped.Load(),
+			Conveyor:         i,
+			Produced:         m.produced.Load(),
+			Consumed:         m.consumed.Load(),
+			Failed:           m.failed.Load(),
+			Panicked:         m.panicked.Load(),
+			Retried:          m.retried.Load(),
+			DeadLettered:     m.deadLettered.Load(),
+			DeadLetterFailed: m.unburied.Load(),
+			Dropped:          m.dropped.Load(),
 		}
 		if i < l.Len() {
 			cs.Depth = len(l.conveyors[i].ch)
@@ -70,6 +74,7 @@ func (s Stats) Total() ConveyorStats {
 		t.Panicked += c.Panicked
 		t.Retried += c.Retried
 		t.DeadLettered += c.DeadLettered
+		t.DeadLetterFailed += c.DeadLetterFailed
 		t.Dropped += c.Dropped
 		t.Depth += c.Depth
 		t.Capacity += c.Capacity
