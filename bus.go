@@ -88,7 +88,7 @@ func New[T any](resource string, h Handler[T], opts ...Option) (*Bus[T], error) 
 	cfg := defaultConfig()
 	for i, o := range opts {
 		if o == nil {
-			return nil, invalid("option %d of %s is nil", i, resource)
+			return nil, invalid("option %d of %s is nil; want an Option from a mainbus With… function", i, resource)
 		}
 		o.apply(&cfg)
 	}

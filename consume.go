@@ -189,12 +189,13 @@ func (b *Bus[T]) call(l *layout[T], c *conveyor[T], ev Event[T], attempt int) (h
 			return
 		}
 		p := recover()
-		if p == nil {
+		goexit := p == nil // panic(nil) recovers a *runtime.PanicNilError
+		if goexit {
 			p = goexitPanic
 		}
 		herr = &HandlerError{Resource: b.resource, Conveyor: c.index, EventID: ev.ID,
 			Attempt: attempt, Panic: p}
-		if p == goexitPanic {
+		if goexit {
 			// The old goroutine's Done and release come after these
 			// Adds, so neither count drops to zero in between.
 			l.live.Add(1)
