@@ -101,23 +101,36 @@ func fnv1a(s string) uint32 {
 
 // LeastLoaded returns a balancer that sends each event to the conveyor
 // holding the fewest events at the moment of the pick. Ties go to the
-// conveyors in turn. It reads every conveyor's depth on every pick, so it
-// costs more than the others on wide buses.
+// tied conveyors in turn. It reads every conveyor's depth on every pick,
+// so it costs more than the others on wide buses.
 func LeastLoaded() Balancer { return &leastLoaded{} }
 
-type leastLoaded struct{ start atomic.Uint64 }
+type leastLoaded struct{ turn atomic.Uint64 }
 
 func (l *leastLoaded) Pick(_ string, c Conveyors) int {
 	n := c.Len()
-	first := int(l.start.Add(1) % uint64(n))
-	best, bestDepth := first, c.Depth(first)
-	for k := 1; k < n && bestDepth > 0; k++ {
-		i := first + k
-		if i >= n {
-			i -= n
+	best, ties := 0, 0
+	min := int(^uint(0) >> 1)
+	for i := 0; i < n; i++ {
+		switch d := c.Depth(i); {
+		case d < min:
+			best, ties, min = i, 1, d
+		case d == min:
+			ties++
 		}
-		if d := c.Depth(i); d < bestDepth {
-			best, bestDepth = i, d
+	}
+	if ties == 1 {
+		return best
+	}
+	// Take the k-th of the tied conveyors. Depths may have moved since the
+	// first pass; if no k-th tie is left, the first pass's pick stands.
+	k := int(l.turn.Add(1) % uint64(ties))
+	for i := best; i < n; i++ {
+		if c.Depth(i) == min {
+			if k == 0 {
+				return i
+			}
+			k--
 		}
 	}
 	return best

@@ -75,7 +75,7 @@ func New[T any](resource string, h Handler[T], opts ...Option) (*Bus[T], error) 
 	cfg := defaultConfig()
 	for i, o := range opts {
 		if o == nil {
-			return nil, invalid("option %d of %s is nil", i, resource)
+			return nil, invalid("option %d of %s is nil; want an Option from a mainbus With… function", i, resource)
 		}
 		o.apply(&cfg)
 	}
@@ -161,16 +161,17 @@ func (b *Bus[T]) produce(ctx context.Context, ev Event[T], wait bool) error {
 	if err := b.stamp(&ev); err != nil {
 		return err
 	}
+	// Deferred, so that a panicking balancer does not leave the producer
+	// counted in and Close waiting for it.
+	defer b.leave()
 	if b.state.Add(1)&closedBit != 0 {
-		b.leave()
 		return ErrClosed
 	}
 	c, err := b.pick(ev.Key)
-	if err == nil {
-		err = b.place(ctx, c, ev, wait)
+	if err != nil {
+		return err
 	}
-	b.leave()
-	return err
+	return b.place(ctx, c, ev, wait)
 }
 
 // leave undoes a producer's entry and opens idle for the last one out
@@ -306,11 +307,12 @@ func (b *Bus[T]) call(c *conveyor[T], ev Event[T]) (herr *HandlerError) {
 			return
 		}
 		p := recover()
-		if p == nil {
+		goexit := p == nil // panic(nil) recovers a *runtime.PanicNilError
+		if goexit {
 			p = goexitPanic
 		}
 		herr = &HandlerError{Resource: b.resource, Conveyor: c.index, EventID: ev.ID, Panic: p}
-		if p == goexitPanic {
+		if goexit {
 			b.settle(c, herr)
 			// The old goroutine's Done comes after this Add, so the
 			// count of consumers never drops to zero in between.
@@ -415,6 +417,8 @@ func (b *Bus[T]) inHandler(id uint64) bool {
 	}
 	return false
 }
+
+func (b *Bus[T]) isNil() bool { return b == nil }
 
 // Done returns a channel that is closed when the bus has stopped after
 // Close: every accepted event delivered or handed back, and no goroutine

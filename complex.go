@@ -17,6 +17,7 @@ type Member interface {
 
 	begin()
 	inHandler(id uint64) bool
+	isNil() bool
 }
 
 // A Complex groups the buses of a program, one per resource, whatever
@@ -36,8 +37,8 @@ type Complex struct {
 // [ErrInvalidOption] if bus is nil or its resource already has a bus in
 // the complex, and [ErrClosed] once Close has begun.
 func (x *Complex) Add(bus Member) error {
-	if bus == nil {
-		return invalid("Complex.Add got a nil bus")
+	if bus == nil || bus.isNil() {
+		return invalid("Complex.Add got a nil bus; want one built by New")
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()

@@ -19,7 +19,8 @@ var (
 	ErrInvalidOption = errors.New("mainbus: invalid option")
 
 	// ErrUnknownResource is wrapped by Complex lookups of a resource that
-	// has no bus, or whose bus carries another payload type.
+	// has no bus, or whose bus carries another payload type, and by
+	// Produce of an event whose Resource names another bus.
 	ErrUnknownResource = errors.New("mainbus: unknown resource")
 )
 

@@ -8,39 +8,7 @@ import (
 	"testing"
 
 	"github.com/mainbus-go/mainbus"
-	"pgregory.net/rapid"
 )
-
-var _ = rapid.Int
-
-func TestSmoke(t *testing.T) {
-	var n atomic.Int64
-	b, err := mainbus.New("iron", func(ctx context.Context, c int, ev mainbus.Event[int]) error {
-		n.Add(1)
-		if ev.ID == 5 {
-			panic("boom")
-		}
-		return nil
-	}, mainbus.WithConveyors(3))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b.Conveyors() != 4 {
-		t.Fatal(b.Conveyors())
-	}
-	for i := range 1000 {
-		if err := b.Produce(context.Background(), mainbus.Event[int]{ID: uint64(i), Value: i}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := b.Close(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if n.Load() != 1000 {
-		t.Fatal(n.Load())
-	}
-	t.Logf("%+v", b.Stats().Total())
-}
 
 func TestGoexitKeepsConveyor(t *testing.T) {
 	var n atomic.Int64
