@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,6 +68,10 @@ type Bus[T any] struct {
 	cancel    context.CancelFunc
 	consumers sync.WaitGroup
 }
+
+// yieldsBeforeWait is how often a producer facing a full conveyor yields
+// the processor and tries again before it prepares to wait.
+const yieldsBeforeWait = 3
 
 // errRetired tells a producer that its layout was replaced by Resize while
 // it waited, and that it should pick again from the new one.
@@ -298,7 +303,21 @@ func (b *Bus[T]) place(ctx context.Context, l *layout[T], c *conveyor[T], ev Eve
 		return nil
 	case !wait:
 		return &ProduceError{Resource: b.resource, Conveyor: c.index, Err: ErrFull}
-	case b.inHandler(goid()):
+	}
+
+	// A busy consumer frees a slot within microseconds. Yield to it a few
+	// times before paying about a microsecond to learn whether the caller
+	// is a handler of this bus, which must not wait.
+	for range yieldsBeforeWait {
+		runtime.Gosched()
+		select {
+		case c.ch <- ev:
+			c.m.produced.Add(1)
+			return nil
+		default:
+		}
+	}
+	if b.inHandler(goid()) {
 		return &ProduceError{Resource: b.resource, Conveyor: c.index, Err: ErrWouldBlock}
 	}
 

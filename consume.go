@@ -43,6 +43,16 @@ func (b *Bus[T]) consume(l *layout[T], c *conveyor[T], r *retrial[T]) {
 		}
 	}
 	for {
+		// Take what is waiting without the cost of the three-way select.
+		select {
+		case ev := <-c.ch:
+			if !b.deliver(l, c, ev) {
+				cut = true
+				return
+			}
+			continue
+		default:
+		}
 		select {
 		case ev := <-c.ch:
 			if !b.deliver(l, c, ev) {

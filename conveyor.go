@@ -21,18 +21,20 @@ type conveyor[T any] struct {
 // A meter counts the events of one conveyor number. It outlives the
 // conveyors that share its number across resizes, so counters only grow.
 type meter struct {
-	produced     atomic.Uint64
+	// Producers write these two.
+	produced atomic.Uint64
+	dropped  atomic.Uint64
+
+	// The consumer writes the rest; keep them off the producers' cache
+	// line, and the next meter off the consumer's.
+	_            [64]byte
 	consumed     atomic.Uint64
 	failed       atomic.Uint64
 	panicked     atomic.Uint64
-	dropped      atomic.Uint64
 	retried      atomic.Uint64
 	deadLettered atomic.Uint64
 	unburied     atomic.Uint64
-
-	// Producers and the consumer write these counters from different
-	// cores; keep the next meter off this cache line.
-	_ [64]byte
+	_            [64]byte
 }
 
 // A layout is one generation of a bus's conveyors. A bus starts with one;
@@ -48,7 +50,11 @@ type layout[T any] struct {
 	// closedBit is set when the layout retires. A producer that sees the
 	// bit leaves without touching a conveyor, so once the count drops to
 	// zero with the bit set, nothing can be sent any more and idle closes.
+	// Every producer writes it twice per event: it gets a cache line of
+	// its own.
+	_        [64]byte
 	state    atomic.Int64
+	_        [56]byte
 	closing  chan struct{} // closed on retire; wakes producers blocked here
 	idle     chan struct{} // closed when retired and no producer is inside
 	idleOnce sync.Once
