@@ -50,10 +50,36 @@ func (o Overflow) check() error {
 	return invalid("overflow policy %d is unknown; want Block, Reject, DropNewest or DropOldest", int(o))
 }
 
-// drop counts ev as discarded from c and tells the drop handler.
-func (b *Bus[T]) drop(c *conveyor[T], ev Event[T]) {
+// drops collects the events a Produce discarded, so that the drop handler
+// runs after the producer has left the layout: a handler that closes or
+// resizes the bus then does not wait on its own producer.
+type drops[T any] struct {
+	n     int
+	first Event[T]
+	rest  []Event[T] // rarely used: DropOldest racing other producers
+}
+
+// drop counts ev as discarded from c and keeps it for the drop handler.
+func (b *Bus[T]) drop(c *conveyor[T], ev Event[T], d *drops[T]) {
 	c.m.dropped.Add(1)
-	if b.onDrop != nil {
+	if b.onDrop == nil {
+		return
+	}
+	if d.n == 0 {
+		d.first = ev
+	} else {
+		d.rest = append(d.rest, ev)
+	}
+	d.n++
+}
+
+// tell hands the collected events to the drop handler.
+func (b *Bus[T]) tell(d *drops[T]) {
+	if d.n == 0 {
+		return
+	}
+	b.onDrop(d.first)
+	for _, ev := range d.rest {
 		b.onDrop(ev)
 	}
 }
@@ -61,9 +87,9 @@ func (b *Bus[T]) drop(c *conveyor[T], ev Event[T]) {
 // displace puts ev on the full conveyor c by discarding its oldest events.
 // Each round either sends ev or takes one event off; the consumer may take
 // one meanwhile, which only makes room sooner.
-func (b *Bus[T]) displace(c *conveyor[T], ev Event[T]) {
+func (b *Bus[T]) displace(c *conveyor[T], ev Event[T], d *drops[T]) {
 	if cap(c.ch) == 0 {
-		b.drop(c, ev)
+		b.drop(c, ev, d)
 		return
 	}
 	for {
@@ -75,7 +101,7 @@ func (b *Bus[T]) displace(c *conveyor[T], ev Event[T]) {
 		}
 		select {
 		case old := <-c.ch:
-			b.drop(c, old)
+			b.drop(c, old, d)
 		default:
 		}
 	}

@@ -181,6 +181,9 @@ func checkResource(name string) error {
 		c := name[i]
 		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
 			c == '-' || c == '_'
+		if !ok && c >= 0x80 {
+			return invalid("resource name %q has a non-ASCII character at byte %d; %s", name, i, accepted)
+		}
 		if !ok {
 			return invalid("resource name %q has %q at byte %d; %s", name, c, i, accepted)
 		}
@@ -230,9 +233,11 @@ func (b *Bus[T]) produce(ctx context.Context, ev Event[T], wait bool) error {
 	if err := b.stamp(&ev); err != nil {
 		return err
 	}
+	var dropped drops[T]
 	for {
-		err := b.produceIn(ctx, b.current.Load(), ev, wait)
+		err := b.produceIn(ctx, b.current.Load(), ev, wait, &dropped)
 		if err != errRetired {
+			b.tell(&dropped)
 			return err
 		}
 	}
@@ -241,7 +246,7 @@ func (b *Bus[T]) produce(ctx context.Context, ev Event[T], wait bool) error {
 // produceIn tries to place ev in layout l. It returns errRetired if a
 // Resize retired l first, and the reload in produce then finds the new
 // layout.
-func (b *Bus[T]) produceIn(ctx context.Context, l *layout[T], ev Event[T], wait bool) error {
+func (b *Bus[T]) produceIn(ctx context.Context, l *layout[T], ev Event[T], wait bool, d *drops[T]) error {
 	// Deferred, so that a panicking balancer does not leave the producer
 	// counted in and Close waiting for it.
 	defer l.leave()
@@ -255,7 +260,7 @@ func (b *Bus[T]) produceIn(ctx context.Context, l *layout[T], ev Event[T], wait 
 	if err != nil {
 		return err
 	}
-	return b.place(ctx, l, c, ev, wait)
+	return b.place(ctx, l, c, ev, wait, d)
 }
 
 // stamp fills in the fields the bus owns.
@@ -287,7 +292,8 @@ func (b *Bus[T]) pick(l *layout[T], key string) (*conveyor[T], error) {
 
 // place sends ev on c of layout l, applying the overflow policy if c is
 // full; it waits for room only if wait is set.
-func (b *Bus[T]) place(ctx context.Context, l *layout[T], c *conveyor[T], ev Event[T], wait bool) error {
+func (b *Bus[T]) place(ctx context.Context, l *layout[T], c *conveyor[T], ev Event[T], wait bool,
+	d *drops[T]) error {
 	select {
 	case c.ch <- ev:
 		c.m.produced.Add(1)
@@ -296,10 +302,10 @@ func (b *Bus[T]) place(ctx context.Context, l *layout[T], c *conveyor[T], ev Eve
 	}
 	switch {
 	case b.overflow == DropNewest:
-		b.drop(c, ev)
+		b.drop(c, ev, d)
 		return nil
 	case b.overflow == DropOldest:
-		b.displace(c, ev)
+		b.displace(c, ev, d)
 		return nil
 	case !wait:
 		return &ProduceError{Resource: b.resource, Conveyor: c.index, Err: ErrFull}
@@ -427,6 +433,8 @@ func (b *Bus[T]) inHandler(id uint64) bool {
 }
 
 func (b *Bus[T]) isNil() bool { return b == nil }
+
+func (b *Bus[T]) deadLetterTarget() string { return b.deadLetter.resource }
 
 // Done returns a channel that is closed when the bus has stopped after
 // Close: every accepted event delivered or handed back, and no goroutine

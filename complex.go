@@ -18,6 +18,7 @@ type Member interface {
 	begin()
 	inHandler(id uint64) bool
 	isNil() bool
+	deadLetterTarget() string
 }
 
 // A Complex groups the buses of a program, one per resource, whatever
@@ -72,6 +73,9 @@ func (x *Complex) Bus(resource string) (Member, error) {
 // returns an error wrapping [ErrUnknownResource] if there is no such bus
 // or it carries another type.
 func Lookup[T any](x *Complex, resource string) (*Bus[T], error) {
+	if x == nil {
+		return nil, fmt.Errorf("%w: %q; the complex is nil", ErrUnknownResource, resource)
+	}
 	m, err := x.Bus(resource)
 	if err != nil {
 		return nil, err
@@ -116,44 +120,90 @@ func (x *Complex) members() []Member {
 	return append([]Member(nil), x.order...)
 }
 
-// Close closes every bus of the complex. All buses drain at the same
-// time; Close returns when all have stopped, with the errors of those
-// that did not close cleanly joined (each a [*DrainError] of its payload
-// type, found with errors.As). Later Adds return [ErrClosed].
+// Close closes every bus of the complex and returns when all have
+// stopped, with the errors of those that did not close cleanly joined
+// (each a [*DrainError] of its payload type, found with errors.As). Buses
+// drain at the same time, except that a bus another bus dead-letters into
+// ([WithDeadLetter]) closes after it, so that no failure of the last
+// events misses its dead-letter bus. Later Adds return [ErrClosed].
 //
-// Like [Bus.Close], it is idempotent, and called from inside a handler of
-// any of the buses it begins the shutdown and returns nil at once.
+// Like [Bus.Close], it is idempotent and treats a nil ctx as no deadline.
+// Called from inside a handler of one of the buses, it closes them in the
+// background and returns nil at once; [Complex.Wait] tells when they are
+// done.
 func (x *Complex) Close(ctx context.Context) error {
 	x.mu.Lock()
 	x.closed = true
 	x.mu.Unlock()
 
-	buses := x.members()
-	for _, m := range buses {
-		m.begin()
-	}
+	waves := closeOrder(x.members())
 	id := goid()
-	for _, m := range buses {
-		if m.inHandler(id) {
-			return nil
+	for _, wave := range waves {
+		for _, m := range wave {
+			if m.inHandler(id) {
+				// This goroutine cannot wait for its own bus. The
+				// goroutine below ends when every bus has stopped, which
+				// the handler's return allows.
+				go closeWaves(context.Background(), waves)
+				return nil
+			}
 		}
 	}
+	return closeWaves(ctx, waves)
+}
+
+// closeOrder groups buses into waves to close one after the other: each
+// wave holds the buses that no bus of a later wave dead-letters into.
+func closeOrder(buses []Member) [][]Member {
+	var waves [][]Member
+	for len(buses) > 0 {
+		targets := map[string]bool{}
+		for _, m := range buses {
+			targets[m.deadLetterTarget()] = true
+		}
+		var wave, rest []Member
+		for _, m := range buses {
+			if targets[m.Resource()] {
+				rest = append(rest, m)
+			} else {
+				wave = append(wave, m)
+			}
+		}
+		if len(wave) == 0 { // a cycle of dead-letter buses: close them together
+			wave, rest = rest, nil
+		}
+		waves = append(waves, wave)
+		buses = rest
+	}
+	return waves
+}
+
+func closeWaves(ctx context.Context, waves [][]Member) error {
 	var errs []error
-	for _, m := range buses {
-		if err := m.Close(ctx); err != nil {
-			errs = append(errs, err)
+	for _, wave := range waves {
+		for _, m := range wave {
+			m.begin()
+		}
+		for _, m := range wave {
+			if err := m.Close(ctx); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	return errors.Join(errs...)
 }
 
 // Wait blocks until every bus of the complex has stopped, or ctx ends.
-// It does not close anything.
+// It does not close anything. A nil ctx waits without limit.
 func (x *Complex) Wait(ctx context.Context) error {
+	var cut <-chan struct{}
+	if ctx != nil {
+		cut = ctx.Done()
+	}
 	for _, m := range x.members() {
 		select {
 		case <-m.Done():
-		case <-ctx.Done():
+		case <-cut:
 			return ctx.Err()
 		}
 	}

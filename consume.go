@@ -149,10 +149,22 @@ func (b *Bus[T]) failed(c *conveyor[T], ev Event[T], err *HandlerError, attempt 
 	return false, true
 }
 
+// report tells the error handler of a failure. The handler runs on a
+// goroutine of its own, waited for, so that a panic or runtime.Goexit in
+// it cannot take the conveyor down; a panic there is recovered and
+// ignored. Failures are rare, so the goroutine's cost is not on the path
+// of healthy events.
 func (b *Bus[T]) report(err error) {
-	if b.onError != nil {
-		b.onError(err)
+	if b.onError == nil {
+		return
 	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() { _ = recover() }()
+		b.onError(err)
+	}()
+	<-done
 }
 
 // bury sends an event whose last attempt failed to the dead-letter bus, if

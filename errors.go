@@ -16,8 +16,10 @@ var (
 
 	// ErrWouldBlock is returned, wrapped in a [*ProduceError], when a
 	// handler produces into a full conveyor of its own bus under the
-	// [Block] policy: waiting there could wait on the handler itself.
-	ErrWouldBlock = errors.New("mainbus: produce from a handler would block on its own bus")
+	// [Block] policy: waiting there could wait on the handler itself. A
+	// Resize called from a handler returns it when it would have to wait
+	// for an earlier resize to drain.
+	ErrWouldBlock = errors.New("mainbus: a handler would wait on its own bus")
 
 	// ErrInvalidOption is wrapped by every error about a bad option,
 	// resource name, handler or balancer result.

@@ -181,6 +181,6 @@ func ExampleErrWouldBlock() {
 	fmt.Println("handled", handled)
 	// Output:
 	// follow-up 2: would block false, err <nil>
-	// follow-up 3: would block true, err mainbus: produce to iron L0: mainbus: produce from a handler would block on its own bus
+	// follow-up 3: would block true, err mainbus: produce to iron L0: mainbus: a handler would wait on its own bus
 	// handled [1 2]
 }

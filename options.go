@@ -52,10 +52,10 @@ func defaultConfig() config {
 
 // check validates the configuration and applies the even-count rule.
 func (c *config) check() error {
-	if c.buffer < 0 {
-		return invalid("buffer is %d; want 0 or more", c.buffer)
+	if c.buffer < 0 || c.buffer > maxBuffer {
+		return invalid("buffer is %d; want 0 to %d", c.buffer, maxBuffer)
 	}
-	if c.balancer == nil {
+	if f, ok := c.balancer.(BalancerFunc); c.balancer == nil || ok && f == nil {
 		return invalid("balancer is nil; want one of Random, RoundRobin, " +
 			"KeyHash, LeastLoaded or your own Balancer")
 	}
@@ -66,8 +66,21 @@ func (c *config) check() error {
 		return err
 	}
 	n, err := conveyorCount(c.conveyors, c.exact)
+	if err == nil {
+		err = checkSlots(n, c.buffer)
+	}
 	c.conveyors = n
 	return err
+}
+
+// checkSlots bounds the events a bus can hold, conveyors times buffer, so
+// that a typo cannot take the machine's memory.
+func checkSlots(conveyors, buffer int) error {
+	if conveyors*buffer > maxSlots {
+		return invalid("%d conveyors of %d events hold %d; want at most %d in all",
+			conveyors, buffer, conveyors*buffer, maxSlots)
+	}
+	return nil
 }
 
 // conveyorCount checks a conveyor count and applies the even-count rule.
@@ -84,9 +97,13 @@ func conveyorCount(n int, exact bool) (int, error) {
 	return n, nil
 }
 
-// maxConveyors bounds the conveyor count so that a typo cannot start a
-// million goroutines.
-const maxConveyors = 1 << 16
+// Limits that keep a typo from starting a million goroutines or taking
+// the machine's memory.
+const (
+	maxConveyors = 1 << 16
+	maxBuffer    = 1 << 20
+	maxSlots     = 1 << 24 // conveyors × buffer
+)
 
 // WithConveyors sets how many conveyors the bus has. An odd count is
 // rounded up to the next even number unless [WithExactConveyors] is given.
@@ -103,8 +120,9 @@ func WithExactConveyors() Option {
 
 // WithBuffer sets how many events each conveyor holds waiting for its
 // consumer. Zero makes every hand-over a rendezvous with the consumer.
-// The default is [DefaultBuffer]. When a conveyor is full, the overflow
-// policy decides what Produce does.
+// The default is [DefaultBuffer]; accepted sizes are 0 to 1048576, with at
+// most 16777216 events in all the conveyors of a bus. When a conveyor is
+// full, the overflow policy decides what Produce does.
 func WithBuffer(n int) Option {
 	return optionFunc(func(c *config) { c.buffer = n })
 }
@@ -123,7 +141,8 @@ func WithOverflow(o Overflow) Option {
 
 // WithDropHandler sets the function told of every event a dropping
 // overflow policy ([DropNewest], [DropOldest]) discards. It is called on
-// the producer's goroutine, so it should return quickly. Every drop is
+// the producer's goroutine before Produce returns, once the producer has
+// left the conveyor, so it may even close or resize the bus. Every drop is
 // also counted in [Stats] whether or not a handler is set. New returns an
 // error if T is not the bus's payload type.
 func WithDropHandler[T any](f func(Event[T])) Option {
@@ -164,9 +183,10 @@ type deadLetterSink[T any] struct {
 }
 
 // WithErrorHandler sets the function told of every handler failure, as a
-// [*HandlerError]. It is called on the consumer goroutine of the conveyor
-// that failed, so it should return quickly. Without it, failures are only
-// counted in [Stats].
+// [*HandlerError]. The conveyor that failed waits for it to return, so it
+// should return quickly; it runs on a goroutine of its own, so a panic or
+// runtime.Goexit in it (a test's t.FailNow, say) cannot stop the
+// conveyor. Without it, failures are only counted in [Stats].
 func WithErrorHandler(f func(error)) Option {
 	return optionFunc(func(c *config) { c.onError = f })
 }

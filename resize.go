@@ -11,20 +11,53 @@ import "context"
 // [JumpHash]) or producer sees its events reordered across the resize.
 // The handler pauses for as long as the old conveyors take to drain.
 //
-// Resize returns once the old conveyors have drained, or with ctx's error
-// if ctx ends first; the new count is in effect either way. Called from
-// inside a handler of this bus it does not wait. It returns [ErrClosed]
-// once Close has begun, and an error wrapping [ErrInvalidOption] for a
-// count out of range. Concurrent calls apply one after the other.
+// One resize drains at a time: if the conveyors an earlier Resize
+// replaced still hold events, Resize first waits for them, so a bus never
+// holds more than two sets of conveyors. It then returns once the
+// conveyors it replaced have drained. If ctx ends first it returns ctx's
+// error; the new count is in effect if Resize got as far as making it so,
+// which [Bus.Conveyors] tells. Called from inside a handler of this bus,
+// Resize does not wait: it returns an error wrapping [ErrWouldBlock] if an
+// earlier resize is still draining.
+//
+// Resize returns [ErrClosed] once Close has begun, and an error wrapping
+// [ErrInvalidOption] for a count out of range. Concurrent calls apply one
+// after the other.
 func (b *Bus[T]) Resize(ctx context.Context, n int) error {
 	n, err := conveyorCount(n, b.exact)
+	if err == nil {
+		err = checkSlots(n, b.buffer)
+	}
 	if err != nil {
 		return err
 	}
+	inHandler := b.inHandler(goid())
+	var cut <-chan struct{}
+	if ctx != nil {
+		cut = ctx.Done()
+	}
+
 	b.mu.Lock()
-	if b.closed.Load() {
+	for {
+		if b.closed.Load() {
+			b.mu.Unlock()
+			return ErrClosed
+		}
+		draining := b.draining()
+		if draining == nil {
+			break
+		}
 		b.mu.Unlock()
-		return ErrClosed
+		if inHandler {
+			return ErrWouldBlock
+		}
+		select {
+		case <-draining.drained:
+		case <-b.done:
+		case <-cut:
+			return ctx.Err()
+		}
+		b.mu.Lock()
 	}
 	old := b.current.Load()
 	if n == old.Len() {
@@ -37,12 +70,8 @@ func (b *Bus[T]) Resize(ctx context.Context, n int) error {
 	old.retire()
 	b.mu.Unlock()
 
-	if b.inHandler(goid()) {
+	if inHandler {
 		return nil
-	}
-	var cut <-chan struct{}
-	if ctx != nil {
-		cut = ctx.Done()
 	}
 	select {
 	case <-old.drained:
@@ -53,4 +82,16 @@ func (b *Bus[T]) Resize(ctx context.Context, n int) error {
 	case <-cut:
 		return ctx.Err()
 	}
+}
+
+// draining returns a retired layout that still holds events, or nil.
+// b.mu must be held.
+func (b *Bus[T]) draining() *layout[T] {
+	cur := b.current.Load()
+	for _, l := range b.gens {
+		if l != cur && !l.isDrained() {
+			return l
+		}
+	}
+	return nil
 }

@@ -14,6 +14,10 @@ type Stats struct {
 	// a Resize, kept so that totals never go down.
 	Active    int
 	Conveyors []ConveyorStats
+
+	// Draining counts the events still on conveyors that a Resize
+	// replaced; they are handled before any event on the new ones.
+	Draining int
 }
 
 // ConveyorStats counts the events of one conveyor number since the bus
@@ -40,9 +44,22 @@ func (b *Bus[T]) Stats() Stats {
 	b.mu.Lock()
 	l := b.current.Load()
 	meters := b.meters
+	draining := 0
+	for _, g := range b.gens {
+		if g != l {
+			for _, c := range g.conveyors {
+				draining += len(c.ch)
+			}
+		}
+	}
 	b.mu.Unlock()
 
-	s := Stats{Resource: b.resource, Active: l.Len(), Conveyors: make([]ConveyorStats, len(meters))}
+	s := Stats{
+		Resource:  b.resource,
+		Active:    l.Len(),
+		Conveyors: make([]ConveyorStats, len(meters)),
+		Draining:  draining,
+	}
 	for i, m := range meters {
 		cs := ConveyorStats{
 			Conveyor:         i,

@@ -20,8 +20,7 @@ type demoConfig struct {
 	events   nonNegative
 	buffer   nonNegative
 	balancer balancerFlag
-	seed     uint64
-	seeded   bool
+	seed     seedFlag
 }
 
 func demoFlags(stderr io.Writer) (*flag.FlagSet, *demoConfig) {
@@ -34,10 +33,10 @@ func demoFlags(stderr io.Writer) (*flag.FlagSet, *demoConfig) {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Var(&cfg.buses, "bus", "a bus as `NAME=CONVEYORS`; repeat for more buses; replaces the default iron=4 and copper=2")
-	fs.Var(&cfg.events, "events", "events produced on each bus")
-	fs.Var(&cfg.buffer, "buffer", "events each conveyor holds")
-	fs.Var(&cfg.balancer, "balancer", "how conveyors are picked: "+strings.Join(balancerNames, ", "))
-	fs.Uint64Var(&cfg.seed, "seed", 0, "seed of the random balancer, for repeatable runs")
+	fs.Var(&cfg.events, "events", "`N` events produced on each bus")
+	fs.Var(&cfg.buffer, "buffer", "`N` events each conveyor holds")
+	fs.Var(&cfg.balancer, "balancer", "`NAME` of the way conveyors are picked: "+strings.Join(balancerNames, ", "))
+	fs.Var(&cfg.seed, "seed", "`N` seeds the random balancer, for repeatable runs")
 	fs.Usage = func() {}
 	return fs, cfg
 }
@@ -56,15 +55,15 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return exitOK
 		}
 		// The flag package has printed the error.
-		fmt.Fprintln(stderr, `run "mainbus demo --help" for the flags`)
+		fmt.Fprintf(stderr, "the flags of demo are %s; run \"mainbus demo --help\" for more\n",
+			flagNames(fs))
 		return exitUsage
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "mainbus demo: unexpected argument %q; the demo takes flags only\n", fs.Arg(0))
 		return exitUsage
 	}
-	fs.Visit(func(f *flag.Flag) { cfg.seeded = cfg.seeded || f.Name == "seed" })
-	if cfg.seeded && cfg.balancer != "random" {
+	if cfg.seed.set && cfg.balancer != "random" {
 		fmt.Fprintf(stderr, "mainbus demo: --seed applies to the random balancer only, not %s\n", cfg.balancer)
 		return exitUsage
 	}
@@ -76,7 +75,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		b, err := mainbus.New(s.name, printer(out),
 			mainbus.WithConveyors(s.conveyors),
 			mainbus.WithBuffer(int(cfg.buffer)),
-			mainbus.WithBalancer(cfg.balancer.balancer(cfg.seed, cfg.seeded)))
+			mainbus.WithBalancer(cfg.balancer.balancer(cfg.seed.value, cfg.seed.set)))
 		if err == nil {
 			err = factory.Add(b)
 		}
@@ -134,6 +133,13 @@ func printer(out *lineWriter) mainbus.Handler[string] {
 			ev.Resource, conveyor, ev.ID, ev.Value, ev.Time.Format(time.TimeOnly))
 		return nil
 	}
+}
+
+// flagNames lists the flags of fs as --name, comma-separated.
+func flagNames(fs *flag.FlagSet) string {
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) { names = append(names, "--"+f.Name) })
+	return strings.Join(names, ", ")
 }
 
 func capitalize(s string) string {

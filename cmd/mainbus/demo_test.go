@@ -159,8 +159,11 @@ func TestBadInput(t *testing.T) {
 		{"negative buffer", []string{"--buffer", "-5"}, "want 0 or more"},
 		{"unknown balancer", []string{"--balancer", "fastest"}, "want one of random, round-robin"},
 		{"seed without random", []string{"--balancer", "key-hash", "--seed", "1"}, "random balancer only"},
-		{"bad seed", []string{"--seed", "x"}, "invalid value"},
-		{"unknown flag", []string{"--colour"}, "not defined: -colour"},
+		{"bad seed", []string{"--seed", "x"}, "want a whole number from 0 to 18446744073709551615"},
+		{"negative seed", []string{"--seed", "-1"}, "want a whole number"},
+		{"huge buffer", []string{"--buffer", "9223372036854775807"}, "want 0 to 1048576"},
+		{"non-ASCII name", []string{"--bus", "é=2"}, "non-ASCII character"},
+		{"unknown flag", []string{"--colour"}, "the flags of demo are --balancer, --buffer, --bus"},
 		{"stray argument", []string{"demo", "extra"}, `unexpected argument "extra"`},
 		{"unknown command", []string{"smelt"}, `unknown command "smelt"`},
 	}
@@ -182,7 +185,7 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestHelp(t *testing.T) {
-	for _, args := range [][]string{{"--help"}, {"help"}, {"demo", "--help"}, {"-h"}} {
+	for _, args := range [][]string{{"--help"}, {"help"}, {"demo", "--help"}, {"-h"}, {"help", "demo"}} {
 		out, errOut, code := runCLI(t, args...)
 		if code != exitOK || errOut != "" || !strings.Contains(out, "Usage:") {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errOut)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -99,5 +100,22 @@ func (n *nonNegative) Set(v string) error {
 		return fmt.Errorf("%d is negative; want 0 or more", i)
 	}
 	*n = nonNegative(i)
+	return nil
+}
+
+// seedFlag is the --seed flag; set records that it was given.
+type seedFlag struct {
+	value uint64
+	set   bool
+}
+
+func (f *seedFlag) String() string { return strconv.FormatUint(f.value, 10) }
+
+func (f *seedFlag) Set(v string) error {
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return fmt.Errorf("want a whole number from 0 to %d", uint64(math.MaxUint64))
+	}
+	f.value, f.set = n, true
 	return nil
 }

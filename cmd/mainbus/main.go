@@ -56,6 +56,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runDemo(ctx, args, stdout, stderr)
 	}
 	name := args[0]
+	if name == "help" && len(args) > 1 {
+		// "mainbus help demo" is "mainbus demo --help".
+		return run(ctx, []string{args[1], "--help"}, stdout, stderr)
+	}
 	if isHelp(name) || name == "help" {
 		usage(stdout)
 		return exitOK
