@@ -59,9 +59,22 @@ type drops[T any] struct {
 	rest  []Event[T] // rarely used: DropOldest racing other producers
 }
 
-// drop counts ev as discarded from c and keeps it for the drop handler.
-func (b *Bus[T]) drop(c *conveyor[T], ev Event[T], d *drops[T]) {
-	c.m.dropped.Add(1)
+// drop counts the events of it as discarded from c and keeps them for the
+// drop handler. A dropped stack goes back to the pool.
+func (b *Bus[T]) drop(c *conveyor[T], it item[T], d *drops[T]) {
+	if it.stack == nil {
+		c.m.dropped.Add(1)
+		d.add(b, it.ev)
+		return
+	}
+	c.m.dropped.Add(uint64(len(it.stack.evs)))
+	for _, ev := range it.stack.evs {
+		d.add(b, ev)
+	}
+	b.putStack(it.stack)
+}
+
+func (d *drops[T]) add(b *Bus[T], ev Event[T]) {
 	if b.onDrop == nil {
 		return
 	}
@@ -84,18 +97,18 @@ func (b *Bus[T]) tell(d *drops[T]) {
 	}
 }
 
-// displace puts ev on the full conveyor c by discarding its oldest events.
-// Each round either sends ev or takes one event off; the consumer may take
-// one meanwhile, which only makes room sooner.
-func (b *Bus[T]) displace(c *conveyor[T], ev Event[T], d *drops[T]) {
+// displace puts it on the full conveyor c by discarding its oldest
+// events. Each round either sends it or takes one slot off; the consumer
+// may take one meanwhile, which only makes room sooner.
+func (b *Bus[T]) displace(c *conveyor[T], it item[T], d *drops[T]) {
 	if cap(c.ch) == 0 {
-		b.drop(c, ev, d)
+		b.drop(c, it, d)
 		return
 	}
 	for {
 		select {
-		case c.ch <- ev:
-			c.m.produced.Add(1)
+		case c.ch <- it:
+			c.m.produced.Add(it.size())
 			return
 		default:
 		}

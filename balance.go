@@ -39,6 +39,15 @@ type random struct{}
 
 func (random) Pick(_ string, c Conveyors) int { return rand.IntN(c.Len()) }
 
+// keyless marks the balancers that ignore the key. [Bus.ProduceBatch]
+// asks them once per stack instead of once per event.
+type keyless interface{ keyless() }
+
+func (random) keyless()       {}
+func (*seeded) keyless()      {}
+func (*roundRobin) keyless()  {}
+func (*leastLoaded) keyless() {}
+
 // SeededRandom returns a random balancer whose choices are repeatable: a
 // single producer sending the same events to the same bus gets the same
 // conveyors from run to run. It takes a lock on every pick.

@@ -97,6 +97,53 @@ func benchSingle(b *testing.B, producers int, balancer mainbus.Balancer) {
 	}
 }
 
+// benchBatch is the number of events a stacked producer hands over in one
+// ProduceBatch call.
+const benchBatch = 256
+
+// benchStacked runs the same workload with stacked belts: producers hand
+// over batches and a stack handler takes a slot's stack in one call.
+func benchStacked(b *testing.B, producers int) {
+	var sum atomic.Int64
+	bus, err := mainbus.NewStacked("iron", func(_ context.Context, _ int, evs []mainbus.Event[int]) error {
+		var s int64
+		for i := range evs {
+			s += int64(evs[i].Value)
+		}
+		sum.Add(s)
+		return nil
+	}, mainbus.WithConveyors(benchConveyors), mainbus.WithBuffer(benchBuffer),
+		mainbus.WithBalancer(mainbus.RoundRobin()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	split(b.N, producers, func(count int) {
+		batch := make([]mainbus.Event[int], 0, benchBatch)
+		for count > 0 {
+			n := min(count, benchBatch)
+			batch = batch[:n]
+			for i := range batch {
+				batch[i].Value = 1 // ProduceBatch copies; the rest stays zero
+			}
+			if err := bus.ProduceBatch(ctx, batch); err != nil {
+				b.Error(err)
+				return
+			}
+			count -= n
+		}
+	})
+	if err := bus.Close(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	if sum.Load() != int64(b.N) {
+		b.Fatalf("summed %d, want %d", sum.Load(), b.N)
+	}
+}
+
 // BenchmarkCompare puts a bus next to hand-rolled channels on the same
 // workload, so that ratios come from one run.
 func BenchmarkCompare(b *testing.B) {
@@ -105,6 +152,7 @@ func BenchmarkCompare(b *testing.B) {
 		b.Run(fmt.Sprintf("single/p%d", p), func(b *testing.B) {
 			benchSingle(b, p, mainbus.RoundRobin())
 		})
+		b.Run(fmt.Sprintf("stacked/p%d", p), func(b *testing.B) { benchStacked(b, p) })
 	}
 }
 

@@ -28,16 +28,18 @@ type Handler[T any] func(ctx context.Context, conveyor int, ev Event[T]) error
 // A Bus is safe for concurrent use by any number of producers. It must be
 // built with New; the zero value is not usable.
 type Bus[T any] struct {
-	resource   string
-	handle     Handler[T]
-	balancer   Balancer
-	overflow   Overflow
-	buffer     int
-	exact      bool
-	onError    func(error)
-	onDrop     func(Event[T])
-	retry      retryPolicy
-	deadLetter deadLetterSink[T]
+	resource    string
+	handle      Handler[T]
+	handleStack StackHandler[T] // set instead of handle by NewStacked
+	stacks      sync.Pool       // of *stack[T]
+	balancer    Balancer
+	overflow    Overflow
+	buffer      int
+	exact       bool
+	onError     func(error)
+	onDrop      func(Event[T])
+	retry       retryPolicy
+	deadLetter  deadLetterSink[T]
 
 	// current is the layout producers use. Resize swaps it; the swap comes
 	// before the old layout retires, so a producer that finds its layout
@@ -84,11 +86,16 @@ var errRetired = errors.New("mainbus: layout retired")
 // Invalid options give an error wrapping [ErrInvalidOption] that says what
 // is accepted; New never panics on them.
 func New[T any](resource string, h Handler[T], opts ...Option) (*Bus[T], error) {
-	if err := checkResource(resource); err != nil {
-		return nil, err
-	}
 	if h == nil {
 		return nil, invalid("handler of %s is nil; want a function that consumes its events", resource)
+	}
+	return build(resource, h, nil, opts)
+}
+
+// build is New and NewStacked; exactly one of h and sh is set.
+func build[T any](resource string, h Handler[T], sh StackHandler[T], opts []Option) (*Bus[T], error) {
+	if err := checkResource(resource); err != nil {
+		return nil, err
 	}
 	cfg := defaultConfig()
 	for i, o := range opts {
@@ -102,16 +109,17 @@ func New[T any](resource string, h Handler[T], opts ...Option) (*Bus[T], error) 
 	}
 
 	b := &Bus[T]{
-		resource: resource,
-		handle:   h,
-		balancer: cfg.balancer,
-		overflow: cfg.overflow,
-		buffer:   cfg.buffer,
-		exact:    cfg.exact,
-		onError:  cfg.onError,
-		retry:    cfg.retry,
-		abort:    make(chan struct{}),
-		done:     make(chan struct{}),
+		resource:    resource,
+		handle:      h,
+		handleStack: sh,
+		balancer:    cfg.balancer,
+		overflow:    cfg.overflow,
+		buffer:      cfg.buffer,
+		exact:       cfg.exact,
+		onError:     cfg.onError,
+		retry:       cfg.retry,
+		abort:       make(chan struct{}),
+		done:        make(chan struct{}),
 	}
 	if err := b.typed(cfg); err != nil {
 		return nil, fmt.Errorf("bus %s: %w", resource, err)
@@ -260,7 +268,7 @@ func (b *Bus[T]) produceIn(ctx context.Context, l *layout[T], ev Event[T], wait 
 	if err != nil {
 		return err
 	}
-	return b.place(ctx, l, c, ev, wait, d)
+	return b.place(ctx, l, c, item[T]{ev: ev}, wait, d)
 }
 
 // stamp fills in the fields the bus owns.
@@ -290,22 +298,22 @@ func (b *Bus[T]) pick(l *layout[T], key string) (*conveyor[T], error) {
 	return l.conveyors[i], nil
 }
 
-// place sends ev on c of layout l, applying the overflow policy if c is
+// place sends it on c of layout l, applying the overflow policy if c is
 // full; it waits for room only if wait is set.
-func (b *Bus[T]) place(ctx context.Context, l *layout[T], c *conveyor[T], ev Event[T], wait bool,
+func (b *Bus[T]) place(ctx context.Context, l *layout[T], c *conveyor[T], it item[T], wait bool,
 	d *drops[T]) error {
 	select {
-	case c.ch <- ev:
-		c.m.produced.Add(1)
+	case c.ch <- it:
+		c.m.produced.Add(it.size())
 		return nil
 	default:
 	}
 	switch {
 	case b.overflow == DropNewest:
-		b.drop(c, ev, d)
+		b.drop(c, it, d)
 		return nil
 	case b.overflow == DropOldest:
-		b.displace(c, ev, d)
+		b.displace(c, it, d)
 		return nil
 	case !wait:
 		return &ProduceError{Resource: b.resource, Conveyor: c.index, Err: ErrFull}
@@ -317,8 +325,8 @@ func (b *Bus[T]) place(ctx context.Context, l *layout[T], c *conveyor[T], ev Eve
 	for range yieldsBeforeWait {
 		runtime.Gosched()
 		select {
-		case c.ch <- ev:
-			c.m.produced.Add(1)
+		case c.ch <- it:
+			c.m.produced.Add(it.size())
 			return nil
 		default:
 		}
@@ -330,8 +338,8 @@ func (b *Bus[T]) place(ctx context.Context, l *layout[T], c *conveyor[T], ev Eve
 	// Each case below either sends the event or leaves it unsent, so an
 	// event given up on is never delivered later.
 	select {
-	case c.ch <- ev:
-		c.m.produced.Add(1)
+	case c.ch <- it:
+		c.m.produced.Add(it.size())
 		return nil
 	case <-ctx.Done():
 		return &ProduceError{Resource: b.resource, Conveyor: c.index, Err: ctx.Err()}
@@ -414,7 +422,7 @@ func (b *Bus[T]) shutdown() {
 				left = append(left, c.held...)
 				c.held = nil
 				for len(c.ch) > 0 {
-					left = append(left, <-c.ch)
+					left = (<-c.ch).appendTo(left)
 				}
 			}
 		}

@@ -5,12 +5,17 @@ import (
 	"time"
 )
 
-// A retrial is an event whose handler ended its goroutine with
-// runtime.Goexit, passed to the consumer that replaces it.
+// A retrial is an event, or the stack of a stack handler, whose handler
+// ended its goroutine with runtime.Goexit, passed to the consumer that
+// replaces it.
 type retrial[T any] struct {
-	ev      Event[T]
+	evs     []Event[T]
 	err     *HandlerError
 	attempt int
+
+	// after holds the events of the same stack that came after evs, for
+	// a handler of single events: they are delivered next.
+	after []Event[T]
 }
 
 // consume is the body of the consumer goroutine of c in layout l. If r is
@@ -45,8 +50,8 @@ func (b *Bus[T]) consume(l *layout[T], c *conveyor[T], r *retrial[T]) {
 	for {
 		// Take what is waiting without the cost of the three-way select.
 		select {
-		case ev := <-c.ch:
-			if !b.deliver(l, c, ev) {
+		case it := <-c.ch:
+			if !b.take(l, c, it) {
 				cut = true
 				return
 			}
@@ -54,8 +59,8 @@ func (b *Bus[T]) consume(l *layout[T], c *conveyor[T], r *retrial[T]) {
 		default:
 		}
 		select {
-		case ev := <-c.ch:
-			if !b.deliver(l, c, ev) {
+		case it := <-c.ch:
+			if !b.take(l, c, it) {
 				cut = true
 				return
 			}
@@ -64,8 +69,8 @@ func (b *Bus[T]) consume(l *layout[T], c *conveyor[T], r *retrial[T]) {
 			// all there will ever be.
 			for {
 				select {
-				case ev := <-c.ch:
-					if !b.deliver(l, c, ev) {
+				case it := <-c.ch:
+					if !b.take(l, c, it) {
 						cut = true
 						return
 					}
@@ -78,6 +83,37 @@ func (b *Bus[T]) consume(l *layout[T], c *conveyor[T], r *retrial[T]) {
 			return
 		}
 	}
+}
+
+// take hands what one slot held to the handler. A stack goes back to the
+// pool once its events are delivered or kept for Close.
+func (b *Bus[T]) take(l *layout[T], c *conveyor[T], it item[T]) bool {
+	if it.stack == nil {
+		if b.handleStack != nil {
+			c.one[0] = it.ev
+			return b.deliverStack(l, c, c.one[:])
+		}
+		return b.deliver(l, c, it.ev)
+	}
+	defer b.putStack(it.stack)
+	if b.handleStack != nil {
+		return b.deliverStack(l, c, it.stack.evs)
+	}
+	return b.deliverEach(l, c, it.stack.evs)
+}
+
+// deliverEach delivers evs one at a time. c.after tells a handler that
+// calls runtime.Goexit which events are still to come.
+func (b *Bus[T]) deliverEach(l *layout[T], c *conveyor[T], evs []Event[T]) bool {
+	defer func() { c.after = nil }()
+	for i, ev := range evs {
+		c.after = evs[i+1:]
+		if !b.deliver(l, c, ev) {
+			c.held = append(c.held, evs[i+1:]...)
+			return false
+		}
+	}
+	return true
 }
 
 // deliver hands ev to the handler, retrying and dead-lettering as
@@ -96,34 +132,70 @@ func (b *Bus[T]) deliver(l *layout[T], c *conveyor[T], ev Event[T]) bool {
 			c.m.consumed.Add(1)
 			return true
 		}
-		again, ok := b.failed(c, ev, err, attempt)
+		again, ok := b.failed(c, []Event[T]{ev}, err, attempt)
 		if !again {
 			return ok
 		}
 	}
 }
 
-// resume finishes the delivery of an event whose handler called
-// runtime.Goexit on the consumer this one replaces.
-func (b *Bus[T]) resume(l *layout[T], c *conveyor[T], r *retrial[T]) bool {
-	again, ok := b.failed(c, r.ev, r.err, r.attempt)
-	for again {
-		err := b.call(l, c, r.ev, r.attempt+1)
+// deliverStack is deliver for a stack handler: the events of one slot go
+// to the handler in one call, and are retried and dead-lettered together.
+func (b *Bus[T]) deliverStack(l *layout[T], c *conveyor[T], evs []Event[T]) bool {
+	for attempt := 1; ; attempt++ {
+		select {
+		case <-b.abort:
+			c.held = append(c.held, evs...)
+			return false
+		default:
+		}
+		err := b.callStack(l, c, evs, attempt)
 		if err == nil {
-			c.m.consumed.Add(1)
+			c.m.consumed.Add(uint64(len(evs)))
 			return true
 		}
+		again, ok := b.failed(c, evs, err, attempt)
+		if !again {
+			return ok
+		}
+	}
+}
+
+// resume finishes the delivery that a runtime.Goexit interrupted on the
+// consumer this one replaces.
+func (b *Bus[T]) resume(l *layout[T], c *conveyor[T], r *retrial[T]) bool {
+	if !b.redo(l, c, r) {
+		c.held = append(c.held, r.after...)
+		return false
+	}
+	return b.deliverEach(l, c, r.after)
+}
+
+// redo retries the interrupted delivery of r.evs.
+func (b *Bus[T]) redo(l *layout[T], c *conveyor[T], r *retrial[T]) bool {
+	again, ok := b.failed(c, r.evs, r.err, r.attempt)
+	for again {
 		r.attempt++
-		again, ok = b.failed(c, r.ev, err, r.attempt)
+		var err *HandlerError
+		if b.handleStack != nil {
+			err = b.callStack(l, c, r.evs, r.attempt)
+		} else {
+			err = b.call(l, c, r.evs[0], r.attempt)
+		}
+		if err == nil {
+			c.m.consumed.Add(uint64(len(r.evs)))
+			return true
+		}
+		again, ok = b.failed(c, r.evs, err, r.attempt)
 	}
 	return ok
 }
 
-// failed reports a failed attempt and decides what comes next: again is
-// set if the event is to be tried once more (after the backoff, already
-// waited); ok is false if the drain was cut short, in which case the event
-// is kept for Close to hand back.
-func (b *Bus[T]) failed(c *conveyor[T], ev Event[T], err *HandlerError, attempt int) (again, ok bool) {
+// failed reports a failed attempt at evs and decides what comes next:
+// again is set if they are to be tried once more (after the backoff,
+// already waited); ok is false if the drain was cut short, in which case
+// the events not yet dealt with are kept for Close to hand back.
+func (b *Bus[T]) failed(c *conveyor[T], evs []Event[T], err *HandlerError, attempt int) (again, ok bool) {
 	if err.Err == nil {
 		c.m.panicked.Add(1)
 	} else {
@@ -138,14 +210,17 @@ func (b *Bus[T]) failed(c *conveyor[T], ev Event[T], err *HandlerError, attempt 
 		case <-t.C:
 			return true, true
 		case <-b.abort:
-			c.held = append(c.held, ev)
+			c.held = append(c.held, evs...)
 			return false, false
 		}
 	}
-	if !b.bury(c, ev, err, attempt) {
-		return false, false
+	for i, ev := range evs {
+		if !b.bury(c, ev, err, attempt) {
+			c.held = append(c.held, evs[i+1:]...)
+			return false, false
+		}
+		c.m.consumed.Add(1)
 	}
-	c.m.consumed.Add(1)
 	return false, true
 }
 
@@ -222,13 +297,50 @@ func (b *Bus[T]) call(l *layout[T], c *conveyor[T], ev Event[T], attempt int) (h
 			// Adds, so neither count drops to zero in between.
 			l.live.Add(1)
 			b.consumers.Add(1)
-			go b.consume(l, c, &retrial[T]{ev: ev, err: herr, attempt: attempt})
+			// The rest of the stack goes back to the pool when this
+			// goroutine unwinds; the new consumer gets a copy.
+			r := &retrial[T]{evs: []Event[T]{ev}, err: herr, attempt: attempt,
+				after: append([]Event[T](nil), c.after...)}
+			go b.consume(l, c, r)
 		}
 	}()
 	err := b.handle(b.ctx, c.index, ev)
 	returned = true
 	if err != nil {
 		return &HandlerError{Resource: b.resource, Conveyor: c.index, EventID: ev.ID,
+			Attempt: attempt, Err: err}
+	}
+	return nil
+}
+
+// callStack is call for a stack handler. A failure is reported with the
+// ID of the stack's first event.
+func (b *Bus[T]) callStack(l *layout[T], c *conveyor[T], evs []Event[T], attempt int) (herr *HandlerError) {
+	returned := false
+	defer func() {
+		if returned {
+			return
+		}
+		p := recover()
+		goexit := p == nil
+		if goexit {
+			p = goexitPanic
+		}
+		herr = &HandlerError{Resource: b.resource, Conveyor: c.index, EventID: evs[0].ID,
+			Attempt: attempt, Panic: p}
+		if goexit {
+			// The stack goes back to the pool when this goroutine
+			// unwinds; the new consumer gets a copy.
+			r := &retrial[T]{evs: append([]Event[T](nil), evs...), err: herr, attempt: attempt}
+			l.live.Add(1)
+			b.consumers.Add(1)
+			go b.consume(l, c, r)
+		}
+	}()
+	err := b.handleStack(b.ctx, c.index, evs)
+	returned = true
+	if err != nil {
+		return &HandlerError{Resource: b.resource, Conveyor: c.index, EventID: evs[0].ID,
 			Attempt: attempt, Err: err}
 	}
 	return nil

@@ -9,13 +9,21 @@ import (
 // one consumer goroutine.
 type conveyor[T any] struct {
 	index int
-	ch    chan Event[T]
+	ch    chan item[T]
 	m     *meter
 
 	// held keeps events taken off the channel after the drain was cut
 	// short. Only the consumer writes it, and only the shutdown goroutine
 	// reads it, after the consumer has exited.
 	held []Event[T]
+
+	// one lends a single event to a stack handler without allocating.
+	// Only the consumer uses it.
+	one [1]Event[T]
+
+	// after holds the events of the stack being delivered that come
+	// after the current one. Only the consumer uses it.
+	after []Event[T]
 }
 
 // A meter counts the events of one conveyor number. It outlives the
@@ -85,7 +93,7 @@ func newLayout[T any](n, buffer int, meters []*meter, after <-chan struct{}) *la
 	for i := range l.conveyors {
 		// The buffer is the user's WithBuffer setting (DefaultBuffer if
 		// unset); when it is full the overflow policy applies.
-		l.conveyors[i] = &conveyor[T]{index: i, ch: make(chan Event[T], buffer), m: meters[i]}
+		l.conveyors[i] = &conveyor[T]{index: i, ch: make(chan item[T], buffer), m: meters[i]}
 	}
 	l.live.Store(int64(n))
 	return l

@@ -34,8 +34,8 @@ type ConveyorStats struct {
 	DeadLetterFailed uint64 // refused by the dead-letter bus; each reported to the error handler
 	Dropped          uint64 // discarded by a dropping overflow policy
 
-	Depth    int // events waiting now; 0 if the conveyor is not active
-	Capacity int // events the conveyor holds before it is full
+	Depth    int // slots taken now (a stack takes one); 0 if the conveyor is not active
+	Capacity int // slots the conveyor has before it is full
 }
 
 // Stats returns a snapshot of the bus's counters. It does not stop the

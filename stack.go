@@ -1,0 +1,243 @@
+package mainbus
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// StackSize is the most events one slot of a conveyor carries when they
+// come from [Bus.ProduceBatch]: a batch is cut into stacks of at most
+// this many events per conveyor, as a Factorio belt carries stacked items.
+const StackSize = 64
+
+// An item is what one slot of a conveyor holds: one event, or a stack of
+// them.
+type item[T any] struct {
+	ev    Event[T]
+	stack *stack[T] // if set, ev is unused
+}
+
+// size returns the number of events in it.
+func (it item[T]) size() uint64 {
+	if it.stack == nil {
+		return 1
+	}
+	return uint64(len(it.stack.evs))
+}
+
+// appendTo appends the events of it to evs.
+func (it item[T]) appendTo(evs []Event[T]) []Event[T] {
+	if it.stack == nil {
+		return append(evs, it.ev)
+	}
+	return append(evs, it.stack.evs...)
+}
+
+// A stack is a run of events for one conveyor. Stacks are pooled per bus:
+// the producer takes one, the consumer puts it back once its events are
+// delivered, so steady batching allocates nothing.
+type stack[T any] struct {
+	evs []Event[T]
+}
+
+func (b *Bus[T]) getStack() *stack[T] {
+	if s, ok := b.stacks.Get().(*stack[T]); ok {
+		return s
+	}
+	return &stack[T]{evs: make([]Event[T], 0, StackSize)}
+}
+
+func (b *Bus[T]) putStack(s *stack[T]) {
+	clear(s.evs) // drop references the values hold
+	s.evs = s.evs[:0]
+	b.stacks.Put(s)
+}
+
+// A StackHandler consumes the events of a bus a slot at a time: one event,
+// or a stack of up to [StackSize] events produced together by
+// [Bus.ProduceBatch], in the order accepted. It is called on the consumer
+// goroutine of conveyor, like a [Handler]. An error or a panic counts as a
+// failure of every event in evs: they are retried together and
+// dead-lettered one by one. evs is valid only until the handler returns.
+type StackHandler[T any] func(ctx context.Context, conveyor int, evs []Event[T]) error
+
+// NewStacked builds a bus like [New] whose consumers hand events to h a
+// slot at a time, so a handler can write a stack of events to a file or a
+// database in one go.
+func NewStacked[T any](resource string, h StackHandler[T], opts ...Option) (*Bus[T], error) {
+	if h == nil {
+		return nil, invalid("stack handler of %s is nil; want a function that consumes its events", resource)
+	}
+	return build(resource, nil, h, opts)
+}
+
+// A BatchError is returned by [Bus.ProduceBatch] when some events of the
+// batch were not accepted. Rejected holds them, in the order given; every
+// other event of the batch was accepted.
+type BatchError[T any] struct {
+	Resource string
+	Rejected []Event[T]
+	Err      error
+}
+
+func (e *BatchError[T]) Error() string {
+	return fmt.Sprintf("mainbus: batch to %s: %d events not accepted: %v",
+		e.Resource, len(e.Rejected), e.Err)
+}
+
+// Unwrap returns the cause: [ErrClosed], [ErrFull], a context error, …
+func (e *BatchError[T]) Unwrap() error { return e.Err }
+
+// ProduceBatch puts evs on the bus in stacks: the events bound for one
+// conveyor travel together, up to [StackSize] to a slot, so a batch costs
+// one channel operation per stack instead of one per event. Events of one
+// key keep their order, as do the events of one conveyor. Zero times are
+// stamped with one clock reading for the whole batch.
+//
+// It returns nil when every event is accepted. Otherwise it stops at the
+// first stack that cannot be placed (conveyor full under [Reject], ctx
+// ended under [Block], bus closed, …) and returns a [*BatchError] holding
+// the events not accepted; the others are accepted as by Produce. Under
+// the dropping policies a stack that finds no room is dropped whole. evs
+// is not kept: the caller may reuse it as soon as ProduceBatch returns.
+func (b *Bus[T]) ProduceBatch(ctx context.Context, evs []Event[T]) error {
+	if ctx == nil {
+		return invalid("ProduceBatch on %s got a nil context; want context.Background() or another", b.resource)
+	}
+	for _, ev := range evs {
+		if ev.Resource != "" && ev.Resource != b.resource {
+			var zero Event[T]
+			zero.Resource, zero.ID = ev.Resource, ev.ID
+			return b.stamp(&zero) // says what is wrong
+		}
+	}
+	var (
+		dropped drops[T]
+		now     time.Time
+	)
+	for len(evs) > 0 {
+		rest, err := b.batchIn(ctx, b.current.Load(), evs, &now, &dropped)
+		if err == errRetired {
+			evs = rest // a Resize came between: place the rest anew
+			continue
+		}
+		b.tell(&dropped)
+		if err != nil {
+			return &BatchError[T]{Resource: b.resource, Rejected: rest, Err: err}
+		}
+		return nil
+	}
+	return nil
+}
+
+// stampInPlace fills in the fields of ev the bus owns, reading the clock
+// at most once per batch.
+func (b *Bus[T]) stampInPlace(ev *Event[T], now *time.Time) {
+	if ev.Resource == "" {
+		ev.Resource = b.resource
+	}
+	if ev.Time.IsZero() {
+		if now.IsZero() {
+			*now = time.Now()
+		}
+		ev.Time = *now
+	}
+}
+
+// batchKeyless is batchIn for balancers that ignore the key: it cuts evs
+// into stacks in order and asks the balancer once per stack.
+func (b *Bus[T]) batchKeyless(ctx context.Context, l *layout[T], evs []Event[T], now *time.Time,
+	d *drops[T]) (rest []Event[T], err error) {
+	wait := b.overflow == Block
+	for start := 0; start < len(evs); start += StackSize {
+		chunk := evs[start:min(start+StackSize, len(evs))]
+		c, err := b.pick(l, chunk[0].Key)
+		if err != nil {
+			return evs[start:], err
+		}
+		s := b.getStack()
+		s.evs = append(s.evs, chunk...)
+		for i := range s.evs {
+			b.stampInPlace(&s.evs[i], now)
+		}
+		if err := b.place(ctx, l, c, item[T]{stack: s}, wait, d); err != nil {
+			b.putStack(s)
+			return evs[start:], err
+		}
+	}
+	return nil, nil
+}
+
+// batchIn places evs in layout l, stack by stack. It returns the events
+// not placed and why; their order keeps every key's order.
+func (b *Bus[T]) batchIn(ctx context.Context, l *layout[T], evs []Event[T], now *time.Time,
+	d *drops[T]) (rest []Event[T], err error) {
+	defer l.leave()
+	if !l.enter() {
+		if b.closed.Load() {
+			return evs, ErrClosed
+		}
+		return evs, errRetired
+	}
+	wait := b.overflow == Block
+
+	// open holds the stack being filled for each conveyor. Buses of up to
+	// 64 conveyors keep it on the stack of this goroutine.
+	var local [64]*stack[T]
+	open := local[:]
+	if l.Len() > len(local) {
+		open = make([]*stack[T], l.Len())
+	}
+	// unsent gathers, on failure, the events not placed: first those of
+	// the open stacks, then those not yet read. A key's events are in one
+	// open stack, in order, and earlier than any it has later in evs.
+	unsent := func(i int) []Event[T] {
+		var left []Event[T]
+		for k, s := range open[:l.Len()] {
+			if s != nil {
+				left = append(left, s.evs...)
+				b.putStack(s)
+				open[k] = nil
+			}
+		}
+		return append(left, evs[i:]...)
+	}
+
+	if _, ok := b.balancer.(keyless); ok {
+		return b.batchKeyless(ctx, l, evs, now, d)
+	}
+	for i := range evs {
+		ev := evs[i]
+		b.stampInPlace(&ev, now)
+		c, err := b.pick(l, ev.Key)
+		if err != nil {
+			return unsent(i), err
+		}
+		s := open[c.index]
+		if s == nil {
+			s = b.getStack()
+			open[c.index] = s
+		}
+		s.evs = append(s.evs, ev)
+		if len(s.evs) < StackSize {
+			continue
+		}
+		open[c.index] = nil
+		if err := b.place(ctx, l, c, item[T]{stack: s}, wait, d); err != nil {
+			open[c.index] = s
+			return unsent(i + 1), err
+		}
+	}
+	for k, s := range open[:l.Len()] {
+		if s == nil {
+			continue
+		}
+		open[k] = nil
+		if err := b.place(ctx, l, l.conveyors[k], item[T]{stack: s}, wait, d); err != nil {
+			open[k] = s
+			return unsent(len(evs)), err
+		}
+	}
+	return nil, nil
+}
