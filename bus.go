@@ -16,7 +16,8 @@ import (
 // once on the same conveyor.
 //
 // ctx is canceled when a Close whose context ended cuts the drain short;
-// a handler that may take long should watch it. An error or a panic is
+// a handler that may take long should watch it. Pass ctx on to Produce:
+// it lets Produce tell when waiting would deadlock. An error or a panic is
 // reported to the bus's error handler, and the conveyor goes on with its
 // next event.
 type Handler[T any] func(ctx context.Context, conveyor int, ev Event[T]) error
@@ -163,7 +164,7 @@ func (b *Bus[T]) install(n int, after <-chan struct{}) *layout[T] {
 	for len(b.meters) < n {
 		b.meters = append(b.meters, new(meter))
 	}
-	l := newLayout[T](n, b.buffer, b.meters, after)
+	l := newLayout[T](b.ctx, n, b.buffer, b.meters, after)
 	live := b.gens[:0]
 	for _, g := range b.gens {
 		if !g.isDrained() {
@@ -216,9 +217,14 @@ func (b *Bus[T]) Conveyors() int { return b.current.Load().Len() }
 // ends first; the event is then not accepted and is never delivered. Under
 // [Reject] it returns an error wrapping [ErrFull] at once.
 //
-// Called from inside a handler of this bus, Produce never waits: where it
-// would, it returns an error wrapping [ErrWouldBlock], since the conveyor
-// it waits on may need the calling handler to finish first.
+// A handler may produce into any bus, its own included. Called from inside
+// a handler of this bus, Produce never waits: where it would, it returns
+// an error wrapping [ErrWouldBlock], since the conveyor it waits on may
+// need the calling handler to finish first. Given the handler's context
+// (or one derived from it), Produce into any bus also returns
+// ErrWouldBlock where waiting would close a cycle of handlers waiting on
+// each other's full conveyors, across buses and helper goroutines alike;
+// otherwise a handler waits for room like any producer.
 //
 // Produce returns [ErrClosed] once Close has begun, also to producers
 // already waiting for room. Waiting on one conveyor holds no lock: other
@@ -331,9 +337,14 @@ func (b *Bus[T]) place(ctx context.Context, l *layout[T], c *conveyor[T], it ite
 		default:
 		}
 	}
-	if b.inHandler(goid()) {
+	ok, done := await(ctx, c.w)
+	if !ok || b.inHandler(goid()) {
+		if ok {
+			done()
+		}
 		return &ProduceError{Resource: b.resource, Conveyor: c.index, Err: ErrWouldBlock}
 	}
+	defer done()
 
 	// Each case below either sends the event or leaves it unsent, so an
 	// event given up on is never delivered later.

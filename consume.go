@@ -254,7 +254,7 @@ func (b *Bus[T]) bury(c *conveyor[T], ev Event[T], cause *HandlerError, attempts
 		Key:   ev.Key,
 		Value: DeadLetter[T]{Event: ev, Err: cause, Attempts: attempts},
 	}
-	err := b.deadLetter.produce(b.ctx, dead)
+	err := b.deadLetter.produce(c.ctx, dead)
 	if err == nil {
 		c.m.deadLettered.Add(1)
 		return true
@@ -304,7 +304,7 @@ func (b *Bus[T]) call(l *layout[T], c *conveyor[T], ev Event[T], attempt int) (h
 			go b.consume(l, c, r)
 		}
 	}()
-	err := b.handle(b.ctx, c.index, ev)
+	err := b.handle(c.ctx, c.index, ev)
 	returned = true
 	if err != nil {
 		return &HandlerError{Resource: b.resource, Conveyor: c.index, EventID: ev.ID,
@@ -337,7 +337,7 @@ func (b *Bus[T]) callStack(l *layout[T], c *conveyor[T], evs []Event[T], attempt
 			go b.consume(l, c, r)
 		}
 	}()
-	err := b.handleStack(b.ctx, c.index, evs)
+	err := b.handleStack(c.ctx, c.index, evs)
 	returned = true
 	if err != nil {
 		return &HandlerError{Resource: b.resource, Conveyor: c.index, EventID: evs[0].ID,

@@ -1,6 +1,7 @@
 package mainbus
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 )
@@ -11,6 +12,11 @@ type conveyor[T any] struct {
 	index int
 	ch    chan item[T]
 	m     *meter
+
+	// w is the conveyor's place in the graph of waiting handlers, and ctx
+	// the context its handlers get, which carries w.
+	w   *waiter
+	ctx context.Context
 
 	// held keeps events taken off the channel after the drain was cut
 	// short. Only the consumer writes it, and only the shutdown goroutine
@@ -82,7 +88,8 @@ type layout[T any] struct {
 
 const closedBit = 1 << 62
 
-func newLayout[T any](n, buffer int, meters []*meter, after <-chan struct{}) *layout[T] {
+func newLayout[T any](ctx context.Context, n, buffer int, meters []*meter,
+	after <-chan struct{}) *layout[T] {
 	l := &layout[T]{
 		conveyors: make([]*conveyor[T], n),
 		closing:   make(chan struct{}),
@@ -93,7 +100,14 @@ func newLayout[T any](n, buffer int, meters []*meter, after <-chan struct{}) *la
 	for i := range l.conveyors {
 		// The buffer is the user's WithBuffer setting (DefaultBuffer if
 		// unset); when it is full the overflow policy applies.
-		l.conveyors[i] = &conveyor[T]{index: i, ch: make(chan item[T], buffer), m: meters[i]}
+		w := new(waiter)
+		l.conveyors[i] = &conveyor[T]{
+			index: i,
+			ch:    make(chan item[T], buffer),
+			m:     meters[i],
+			w:     w,
+			ctx:   handlerContext(ctx, w),
+		}
 	}
 	l.live.Store(int64(n))
 	return l

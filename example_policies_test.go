@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/mainbus-go/mainbus"
@@ -183,4 +184,43 @@ func ExampleErrWouldBlock() {
 	// follow-up 2: would block false, err <nil>
 	// follow-up 3: would block true, err mainbus: produce to iron L0: mainbus: a handler would wait on its own bus
 	// handled [1 2]
+}
+
+// The error handler hears of every failure, even a panic; the conveyor
+// goes on with the next event.
+func ExampleWithErrorHandler() {
+	var mu sync.Mutex
+	var reports []string
+	bus, err := mainbus.New("iron", func(_ context.Context, _ int, ev mainbus.Event[string]) error {
+		switch ev.Value {
+		case "cracked":
+			return errors.New("cracked plate")
+		case "molten":
+			panic("too hot")
+		}
+		return nil
+	}, mainbus.WithConveyors(1), mainbus.WithExactConveyors(),
+		mainbus.WithErrorHandler(func(err error) {
+			var he *mainbus.HandlerError
+			if errors.As(err, &he) {
+				mu.Lock()
+				reports = append(reports, fmt.Sprintf("event %d: err=%v panic=%v", he.EventID, he.Err, he.Panic))
+				mu.Unlock()
+			}
+		}))
+	if err != nil {
+		panic(err)
+	}
+	for id, v := range []string{"plate", "cracked", "molten", "plate"} {
+		bus.Produce(context.Background(), mainbus.Event[string]{ID: uint64(id), Value: v})
+	}
+	bus.Close(context.Background())
+	for _, r := range reports {
+		fmt.Println(r)
+	}
+	fmt.Println("consumed:", bus.Stats().Total().Consumed)
+	// Output:
+	// event 1: err=cracked plate panic=<nil>
+	// event 2: err=<nil> panic=too hot
+	// consumed: 4
 }

@@ -162,8 +162,10 @@ func WithRetry(attempts int, base, max time.Duration) Option {
 
 // WithDeadLetter sends every event whose last attempt failed to dl, once,
 // as a [DeadLetter] with the error and the number of attempts. If dl's
-// conveyor is full the failing conveyor waits for room; if dl is closed,
-// the failure is reported to the error handler instead. New returns an
+// conveyor is full, dl's overflow policy applies: under Block the failing
+// conveyor waits for room. If dl refuses the event (closed, full under
+// Reject, …), the failure is reported to the error handler and counted as
+// DeadLetterFailed instead. New returns an
 // error if T is not the bus's payload type.
 func WithDeadLetter[T any](dl *Bus[DeadLetter[T]]) Option {
 	return optionFunc(func(c *config) {

@@ -5,7 +5,8 @@ package mainbus
 // a snapshot taken under load may be a few events apart between counters.
 // Counters only grow, also across resizes. Once a bus has closed,
 // Consumed + Dropped equals the number of events accepted, under every
-// overflow policy.
+// overflow policy, plus those a Close that ran out of time handed back in
+// its [DrainError], which no counter holds.
 type Stats struct {
 	Resource string
 
