@@ -105,10 +105,11 @@ func (b *Bus[T]) displace(c *conveyor[T], it item[T], d *drops[T]) {
 		b.drop(c, it, d)
 		return
 	}
+	n := it.size() // once sent, a stack belongs to the consumer
 	for {
 		select {
 		case c.ch <- it:
-			c.m.produced.Add(it.size())
+			c.m.produced.Add(n)
 			return
 		default:
 		}

@@ -308,9 +308,11 @@ func (b *Bus[T]) pick(l *layout[T], key string) (*conveyor[T], error) {
 // full; it waits for room only if wait is set.
 func (b *Bus[T]) place(ctx context.Context, l *layout[T], c *conveyor[T], it item[T], wait bool,
 	d *drops[T]) error {
+	// Counted before the send: once sent, a stack belongs to the consumer.
+	n := it.size()
 	select {
 	case c.ch <- it:
-		c.m.produced.Add(it.size())
+		c.m.produced.Add(n)
 		return nil
 	default:
 	}
@@ -332,7 +334,7 @@ func (b *Bus[T]) place(ctx context.Context, l *layout[T], c *conveyor[T], it ite
 		runtime.Gosched()
 		select {
 		case c.ch <- it:
-			c.m.produced.Add(it.size())
+			c.m.produced.Add(n)
 			return nil
 		default:
 		}
@@ -350,7 +352,7 @@ func (b *Bus[T]) place(ctx context.Context, l *layout[T], c *conveyor[T], it ite
 	// event given up on is never delivered later.
 	select {
 	case c.ch <- it:
-		c.m.produced.Add(it.size())
+		c.m.produced.Add(n)
 		return nil
 	case <-ctx.Done():
 		return &ProduceError{Resource: b.resource, Conveyor: c.index, Err: ctx.Err()}
