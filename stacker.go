@@ -65,9 +65,9 @@ func NewStacker[T any](b *Bus[T], size int, linger time.Duration) (*Stacker[T], 
 			"so that no event waits for a stack to fill", linger)
 	}
 	s := &Stacker[T]{
-		bus:      b,
-		size:     size,
-		linger:   linger,
+		bus:     b,
+		size:    size,
+		linger:  linger,
 		turn:    make(chan struct{}, 1),
 		pending: make([]Event[T], 0, size),
 	}
