@@ -1,12 +1,16 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"runtime"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mainbus-go/mainbus"
+	"github.com/mainbus-go/mainbus/internal/workload"
 )
 
 // The compared workload, the same as BenchmarkCompare in the main module:
@@ -35,12 +39,28 @@ type impl struct {
 // first is the baseline the others are compared to; a new row (say a
 // batched mainbus) is one more entry here.
 var impls = []impl{
-	{"raw-channels", runRaw},
-	{"mainbus", runMainbus},
+	{"raw-channels", fromWorkload(workload.Raw)},
+	{"mainbus", fromWorkload(func(producers int) (workload.Run, error) {
+		return workload.Single(producers, mainbus.RoundRobin())
+	})},
+	{"mainbus-stacked", fromWorkload(workload.Stacked)},
 	{"ants", runAnts},
 	{"pond", runPond},
 	{"eventbus", runEventBus},
 	{"watermill", runWatermill},
+}
+
+// fromWorkload runs one case of the main module's shared workload, the
+// code behind its BenchmarkCompare, so both measure the same thing.
+func fromWorkload(setup func(producers int) (workload.Run, error)) func(*testing.B, int) error {
+	return func(b *testing.B, producers int) error {
+		run, err := setup(producers)
+		if err != nil {
+			return err
+		}
+		b.ResetTimer()
+		return run(context.Background(), b.N)
+	}
 }
 
 // bench runs im with producers producers as the body of a benchmark and
