@@ -103,16 +103,19 @@ func (b *Bus[T]) take(l *layout[T], c *conveyor[T], it item[T]) bool {
 }
 
 // deliverEach delivers evs one at a time. c.after tells a handler that
-// calls runtime.Goexit which events are still to come.
+// calls runtime.Goexit which events are still to come; it is reset on the
+// way out by hand, not deferred, since after a Goexit the new consumer
+// owns it while this goroutine unwinds.
 func (b *Bus[T]) deliverEach(l *layout[T], c *conveyor[T], evs []Event[T]) bool {
-	defer func() { c.after = nil }()
 	for i, ev := range evs {
 		c.after = evs[i+1:]
 		if !b.deliver(l, c, ev) {
+			c.after = nil
 			c.held = append(c.held, evs[i+1:]...)
 			return false
 		}
 	}
+	c.after = nil
 	return true
 }
 
@@ -164,7 +167,10 @@ func (b *Bus[T]) deliverStack(l *layout[T], c *conveyor[T], evs []Event[T]) bool
 // resume finishes the delivery that a runtime.Goexit interrupted on the
 // consumer this one replaces.
 func (b *Bus[T]) resume(l *layout[T], c *conveyor[T], r *retrial[T]) bool {
-	if !b.redo(l, c, r) {
+	c.after = r.after // for a Goexit again while redoing
+	ok := b.redo(l, c, r)
+	c.after = nil
+	if !ok {
 		c.held = append(c.held, r.after...)
 		return false
 	}

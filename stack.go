@@ -3,6 +3,7 @@ package mainbus
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -39,18 +40,19 @@ func (it item[T]) appendTo(evs []Event[T]) []Event[T] {
 // delivered, so steady batching allocates nothing.
 type stack[T any] struct {
 	evs []Event[T]
+	idx []int // for ProduceBatch: where each event stands in the batch
 }
 
 func (b *Bus[T]) getStack() *stack[T] {
 	if s, ok := b.stacks.Get().(*stack[T]); ok {
 		return s
 	}
-	return &stack[T]{evs: make([]Event[T], 0, StackSize)}
+	return &stack[T]{evs: make([]Event[T], 0, StackSize), idx: make([]int, 0, StackSize)}
 }
 
 func (b *Bus[T]) putStack(s *stack[T]) {
 	clear(s.evs) // drop references the values hold
-	s.evs = s.evs[:0]
+	s.evs, s.idx = s.evs[:0], s.idx[:0]
 	b.stacks.Put(s)
 }
 
@@ -154,7 +156,7 @@ func (b *Bus[T]) batchKeyless(ctx context.Context, l *layout[T], evs []Event[T],
 		chunk := evs[start:min(start+StackSize, len(evs))]
 		c, err := b.pick(l, chunk[0].Key)
 		if err != nil {
-			return evs[start:], err
+			return slices.Clone(evs[start:]), err
 		}
 		s := b.getStack()
 		s.evs = append(s.evs, chunk...)
@@ -163,7 +165,7 @@ func (b *Bus[T]) batchKeyless(ctx context.Context, l *layout[T], evs []Event[T],
 		}
 		if err := b.place(ctx, l, c, item[T]{stack: s}, wait, d); err != nil {
 			b.putStack(s)
-			return evs[start:], err
+			return slices.Clone(evs[start:]), err
 		}
 	}
 	return nil, nil
@@ -176,7 +178,7 @@ func (b *Bus[T]) batchIn(ctx context.Context, l *layout[T], evs []Event[T], now 
 	defer l.leave()
 	if !l.enter() {
 		if b.closed.Load() {
-			return evs, ErrClosed
+			return slices.Clone(evs), ErrClosed
 		}
 		return evs, errRetired
 	}
@@ -189,17 +191,23 @@ func (b *Bus[T]) batchIn(ctx context.Context, l *layout[T], evs []Event[T], now 
 	if l.Len() > len(local) {
 		open = make([]*stack[T], l.Len())
 	}
-	// unsent gathers, on failure, the events not placed: first those of
-	// the open stacks, then those not yet read. A key's events are in one
-	// open stack, in order, and earlier than any it has later in evs.
+	// unsent gathers, on failure, the events not placed, in the order
+	// given: those of the open stacks and those from i on, copied, since
+	// the caller owns evs. A key's placed events all come before its
+	// unplaced ones, so placing these anew keeps every key's order.
 	unsent := func(i int) []Event[T] {
-		var left []Event[T]
+		var at []int
 		for k, s := range open[:l.Len()] {
 			if s != nil {
-				left = append(left, s.evs...)
+				at = append(at, s.idx...)
 				b.putStack(s)
 				open[k] = nil
 			}
+		}
+		slices.Sort(at)
+		left := make([]Event[T], 0, len(at)+len(evs)-i)
+		for _, j := range at {
+			left = append(left, evs[j])
 		}
 		return append(left, evs[i:]...)
 	}
@@ -220,6 +228,7 @@ func (b *Bus[T]) batchIn(ctx context.Context, l *layout[T], evs []Event[T], now 
 			open[c.index] = s
 		}
 		s.evs = append(s.evs, ev)
+		s.idx = append(s.idx, i)
 		if len(s.evs) < StackSize {
 			continue
 		}
