@@ -8,6 +8,11 @@
 // [Bus.TryProduce]; a [Balancer] picks the conveyor for each event.
 // [Bus.Resize] changes the number of conveyors while the bus runs.
 //
+// For throughput, events travel stacked: [Bus.ProduceBatch] carries the
+// events bound for one conveyor in one slot, a bus built with
+// [NewStacked] hands a slot's stack to one handler call, and a [Stacker]
+// gathers events produced one at a time into stacks.
+//
 //	iron, err := mainbus.New("iron", func(ctx context.Context, c int, ev mainbus.Event[Plate]) error {
 //		return smelt(ctx, ev.Value)
 //	}, mainbus.WithConveyors(4))
