@@ -107,11 +107,19 @@ func (b *Bus[T]) ProduceBatch(ctx context.Context, evs []Event[T]) error {
 	if ctx == nil {
 		return invalid("ProduceBatch on %s got a nil context; want context.Background() or another", b.resource)
 	}
+	return b.produceBatch(ctx, evs, b.overflow == Block)
+}
+
+// produceBatch is ProduceBatch; it waits for room only if wait is set.
+func (b *Bus[T]) produceBatch(ctx context.Context, evs []Event[T], wait bool) error {
+	if len(evs) == 0 && b.closed.Load() {
+		return ErrClosed
+	}
 	for _, ev := range evs {
 		if ev.Resource != "" && ev.Resource != b.resource {
-			var zero Event[T]
-			zero.Resource, zero.ID = ev.Resource, ev.ID
-			return b.stamp(&zero) // says what is wrong
+			wrong := Event[T]{ID: ev.ID, Resource: ev.Resource}
+			return &BatchError[T]{Resource: b.resource, Rejected: slices.Clone(evs),
+				Err: b.stamp(&wrong)} // stamp says what is wrong
 		}
 	}
 	var (
@@ -119,7 +127,7 @@ func (b *Bus[T]) ProduceBatch(ctx context.Context, evs []Event[T]) error {
 		now     time.Time
 	)
 	for len(evs) > 0 {
-		rest, err := b.batchIn(ctx, b.current.Load(), evs, &now, &dropped)
+		rest, err := b.batchIn(ctx, b.current.Load(), evs, &now, wait, &dropped)
 		if err == errRetired {
 			evs = rest // a Resize came between: place the rest anew
 			continue
@@ -150,8 +158,7 @@ func (b *Bus[T]) stampInPlace(ev *Event[T], now *time.Time) {
 // batchKeyless is batchIn for balancers that ignore the key: it cuts evs
 // into stacks in order and asks the balancer once per stack.
 func (b *Bus[T]) batchKeyless(ctx context.Context, l *layout[T], evs []Event[T], now *time.Time,
-	d *drops[T]) (rest []Event[T], err error) {
-	wait := b.overflow == Block
+	wait bool, d *drops[T]) (rest []Event[T], err error) {
 	for start := 0; start < len(evs); start += StackSize {
 		chunk := evs[start:min(start+StackSize, len(evs))]
 		c, err := b.pick(l, chunk[0].Key)
@@ -174,7 +181,7 @@ func (b *Bus[T]) batchKeyless(ctx context.Context, l *layout[T], evs []Event[T],
 // batchIn places evs in layout l, stack by stack. It returns the events
 // not placed and why; their order keeps every key's order.
 func (b *Bus[T]) batchIn(ctx context.Context, l *layout[T], evs []Event[T], now *time.Time,
-	d *drops[T]) (rest []Event[T], err error) {
+	wait bool, d *drops[T]) (rest []Event[T], err error) {
 	defer l.leave()
 	if !l.enter() {
 		if b.closed.Load() {
@@ -182,7 +189,6 @@ func (b *Bus[T]) batchIn(ctx context.Context, l *layout[T], evs []Event[T], now 
 		}
 		return evs, errRetired
 	}
-	wait := b.overflow == Block
 
 	// open holds the stack being filled for each conveyor. Buses of up to
 	// 64 conveyors keep it on the stack of this goroutine.
@@ -213,7 +219,7 @@ func (b *Bus[T]) batchIn(ctx context.Context, l *layout[T], evs []Event[T], now 
 	}
 
 	if _, ok := b.balancer.(keyless); ok {
-		return b.batchKeyless(ctx, l, evs, now, d)
+		return b.batchKeyless(ctx, l, evs, now, wait, d)
 	}
 	for i := range evs {
 		ev := evs[i]

@@ -2,15 +2,21 @@ package mainbus
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 )
 
 // A Stacker gathers events produced one at a time into stacks for
 // [Bus.ProduceBatch], as an inserter stacks items before they go on a
-// belt. It hands its events to the bus when size of them are waiting, when
-// linger has passed since the first of them, and on Flush and Close, so it
-// never holds an event longer than linger.
+// belt. It hands its events to the bus when a Produce finds size of them
+// waiting, when linger has passed since the first of them, and on Flush
+// and Close.
+//
+// A handover after linger never waits for room: if the bus is full it
+// tries again linger later, and the next Produce that finds a full stack
+// waits as the bus's overflow policy says; so the linger bound holds
+// while the bus has room.
 //
 // Like a bufio.Writer, a Stacker holds events outside the bus until it
 // hands them over: Produce returning nil means the stacker has taken the
@@ -164,6 +170,9 @@ func (s *Stacker[T]) Flush(ctx context.Context) error {
 	s.disarm()
 	s.mu.Unlock()
 
+	if len(stack) == 0 {
+		return refusal(refused)
+	}
 	return refusal(s.join(refused, s.bus.ProduceBatch(ctx, stack)))
 }
 
@@ -175,16 +184,23 @@ func refusal[T any](r *BatchError[T]) error {
 	return r
 }
 
-// flushLate is the handover after linger. It runs on the timer's
-// goroutine, waits under the bus's policy without a deadline, and keeps a
-// refusal for the next call.
+// flushLate is the handover after linger, on the timer's goroutine. It
+// never waits for room, so that no handler can end up waiting on it: what
+// finds its conveyor full goes back to the front of the stack and, under
+// the Block policy, is tried again linger later, or by the next Produce,
+// Flush or Close, which wait. A refusal for another reason is kept for
+// the next call.
 func (s *Stacker[T]) flushLate() {
 	defer s.late.Done()
-	s.turn <- struct{}{}
+	select {
+	case s.turn <- struct{}{}:
+	case <-s.lateCtx.Done():
+		return
+	}
 	defer func() { <-s.turn }()
 
 	s.mu.Lock()
-	if len(s.pending) == 0 {
+	if len(s.pending) == 0 || s.closed {
 		s.mu.Unlock()
 		return
 	}
@@ -192,11 +208,21 @@ func (s *Stacker[T]) flushLate() {
 	s.pending = make([]Event[T], 0, s.size)
 	s.mu.Unlock()
 
-	if err := s.bus.ProduceBatch(s.lateCtx, stack); err != nil {
-		s.mu.Lock()
-		s.refused = s.join(s.refused, err)
-		s.mu.Unlock()
+	err := s.bus.produceBatch(s.lateCtx, stack, false)
+	if err == nil {
+		return
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	be, ok := err.(*BatchError[T])
+	if ok && errors.Is(err, ErrFull) && s.bus.overflow == Block && !s.closed {
+		s.pending = append(be.Rejected, s.pending...)
+		s.disarm()
+		s.late.Add(1)
+		s.timer.Reset(s.linger)
+		return
+	}
+	s.refused = s.join(s.refused, err)
 }
 
 // Close stops the stacker and hands every waiting event to the bus, as
@@ -229,7 +255,10 @@ func (s *Stacker[T]) Close(ctx context.Context) error {
 	select {
 	case s.turn <- struct{}{}:
 		stack, refused := take()
-		result = s.join(refused, s.bus.ProduceBatch(ctx, stack))
+		result = refused
+		if len(stack) > 0 {
+			result = s.join(refused, s.bus.ProduceBatch(ctx, stack))
+		}
 		<-s.turn
 	case <-ctx.Done():
 		// A handover after linger holds the turn: cut it short, and wait
@@ -242,9 +271,6 @@ func (s *Stacker[T]) Close(ctx context.Context) error {
 	// A fire under way finds the stacker empty and ends at once.
 	s.late.Wait()
 	s.cancelLate()
-	if result != nil && len(result.Rejected) == 0 && result.Err == nil {
-		return nil
-	}
 	return refusal(result)
 }
 

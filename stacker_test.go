@@ -231,3 +231,80 @@ func TestStackerInput(t *testing.T) {
 	}
 	s.Close(context.Background())
 }
+
+// TestStackerInHandler checks that a handler feeding its own bus through
+// a Stacker gets ErrWouldBlock instead of waiting on itself, also while a
+// handover after linger is under way.
+func TestStackerInHandler(t *testing.T) {
+	done := make(chan []error, 1)
+	var bus *mainbus.Bus[int]
+	bus = newBus(t, func(ctx context.Context, _ int, ev mainbus.Event[int]) error {
+		if ev.ID != 0 {
+			return nil
+		}
+		s, err := mainbus.NewStacker(bus, 3, time.Millisecond)
+		if err != nil {
+			return err
+		}
+		var errs []error
+		for v := range 8 {
+			if err := s.Produce(ctx, mainbus.Event[int]{ID: uint64(100 + v)}); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		short, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+		defer cancel()
+		errs = append(errs, s.Close(short))
+		done <- errs
+		return nil
+	}, mainbus.WithConveyors(1), mainbus.WithExactConveyors(), mainbus.WithBuffer(1))
+	ctx := context.Background()
+	for id := range 2 { // 0 to the handler, 1 fills the one slot
+		if err := bus.Produce(ctx, mainbus.Event[int]{ID: uint64(id)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	errs := recv(t, done, "the handler's stacker calls")
+	var sawWouldBlock bool
+	for _, err := range errs {
+		sawWouldBlock = sawWouldBlock || errors.Is(err, mainbus.ErrWouldBlock)
+	}
+	if !sawWouldBlock {
+		t.Errorf("stacker calls from the handler returned %v; want an ErrWouldBlock among them", errs)
+	}
+}
+
+// TestStackerCloseBehindFlush checks that Close keeps to its deadline
+// while another goroutine's Flush waits for room.
+func TestStackerCloseBehindFlush(t *testing.T) {
+	gate, open := newGate(t)
+	bus := newBus(t, func(ctx context.Context, _ int, _ mainbus.Event[int]) error {
+		hold(ctx, gate)
+		return nil
+	}, mainbus.WithConveyors(1), mainbus.WithExactConveyors(), mainbus.WithBuffer(0))
+	ctx := context.Background()
+	if err := bus.Produce(ctx, mainbus.Event[int]{}); err != nil { // held in the handler
+		t.Fatal(err)
+	}
+	s := newStacker(t, bus, 10, time.Millisecond)
+	if err := s.Produce(ctx, mainbus.Event[int]{Value: 1}); err != nil {
+		t.Fatal(err)
+	}
+	flushed := make(chan error, 1)
+	go func() { flushed <- s.Flush(ctx) }() // waits: the bus has no room
+	pollUntil(t, func() bool { return s.Produce(ctx, mainbus.Event[int]{Value: 2}) == nil })
+
+	closed := make(chan error, 1)
+	go func() {
+		short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		defer cancel()
+		closed <- s.Close(short)
+	}()
+	err := recv(t, closed, "Close with a 20ms deadline")
+	var be *mainbus.BatchError[int]
+	if !errors.As(err, &be) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Close = %v, want a BatchError with DeadlineExceeded", err)
+	}
+	open()
+	recv(t, flushed, "the Flush, once the bus has room")
+}

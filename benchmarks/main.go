@@ -65,6 +65,10 @@ func parse(args []string, stderr io.Writer) (options, int) {
 	} else if err != nil {
 		return options{}, exitUsage
 	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "unexpected argument %q; the benchmarks take flags only\n", fs.Arg(0))
+		return options{}, exitUsage
+	}
 	match, err := regexp.Compile(*filter)
 	if err != nil {
 		fmt.Fprintf(stderr, "-run %q: %v; want a Go regular expression\n", *filter, err)
