@@ -33,6 +33,7 @@ type Bus[T any] struct {
 	handle      Handler[T]
 	handleStack StackHandler[T] // set instead of handle by NewStacked
 	stacks      sync.Pool       // of *stack[T]
+	scratch     sync.Pool       // of *batchScratch[T]
 	balancer    Balancer
 	overflow    Overflow
 	buffer      int

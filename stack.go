@@ -50,6 +50,44 @@ func (b *Bus[T]) getStack() *stack[T] {
 	return &stack[T]{evs: make([]Event[T], 0, StackSize), idx: make([]int, 0, StackSize)}
 }
 
+// unsent gathers, when a batch fails, the events not placed, in the order
+// given: those of the open stacks and those from i on, copied, since the
+// caller owns evs. A key's placed events all come before its unplaced
+// ones, so placing these anew keeps every key's order. The open stacks go
+// back to the pool.
+func (b *Bus[T]) unsent(evs []Event[T], i int, open []*stack[T], touched []int) []Event[T] {
+	var at []int
+	for _, k := range touched {
+		if s := open[k]; s != nil {
+			at = append(at, s.idx...)
+			b.putStack(s)
+			open[k] = nil
+		}
+	}
+	slices.Sort(at)
+	left := make([]Event[T], 0, len(at)+len(evs)-i)
+	for _, j := range at {
+		left = append(left, evs[j])
+	}
+	return append(left, evs[i:]...)
+}
+
+// A batchScratch is what a keyed ProduceBatch on a bus of more than 64
+// conveyors borrows: open has every entry nil when it goes back.
+type batchScratch[T any] struct {
+	open    []*stack[T]
+	touched []int
+}
+
+func (b *Bus[T]) getScratch(n int) *batchScratch[T] {
+	sc, _ := b.scratch.Get().(*batchScratch[T])
+	if sc == nil || len(sc.open) < n {
+		// Too narrow after a Resize: let the pool drop it.
+		sc = &batchScratch[T]{open: make([]*stack[T], n)}
+	}
+	return sc
+}
+
 func (b *Bus[T]) putStack(s *stack[T]) {
 	clear(s.evs) // drop references the values hold
 	s.evs, s.idx = s.evs[:0], s.idx[:0]
@@ -190,48 +228,46 @@ func (b *Bus[T]) batchIn(ctx context.Context, l *layout[T], evs []Event[T], now 
 		return evs, errRetired
 	}
 
-	// open holds the stack being filled for each conveyor. Buses of up to
-	// 64 conveyors keep it on the stack of this goroutine.
-	var local [64]*stack[T]
-	open := local[:]
-	if l.Len() > len(local) {
-		open = make([]*stack[T], l.Len())
-	}
-	// unsent gathers, on failure, the events not placed, in the order
-	// given: those of the open stacks and those from i on, copied, since
-	// the caller owns evs. A key's placed events all come before its
-	// unplaced ones, so placing these anew keeps every key's order.
-	unsent := func(i int) []Event[T] {
-		var at []int
-		for k, s := range open[:l.Len()] {
-			if s != nil {
-				at = append(at, s.idx...)
-				b.putStack(s)
-				open[k] = nil
-			}
-		}
-		slices.Sort(at)
-		left := make([]Event[T], 0, len(at)+len(evs)-i)
-		for _, j := range at {
-			left = append(left, evs[j])
-		}
-		return append(left, evs[i:]...)
-	}
-
 	if _, ok := b.balancer.(keyless); ok {
 		return b.batchKeyless(ctx, l, evs, now, wait, d)
 	}
+
+	// Buses of up to 64 conveyors keep the bookkeeping on this
+	// goroutine's stack; wider ones borrow it from a pool, so that a batch
+	// costs nothing per conveyor it does not touch.
+	if l.Len() <= 64 {
+		var (
+			open    [64]*stack[T]
+			touched [64]int
+		)
+		rest, _, err := b.batchKeyed(ctx, l, evs, now, wait, d, open[:], touched[:0])
+		return rest, err
+	}
+	sc := b.getScratch(l.Len())
+	rest, touched, err := b.batchKeyed(ctx, l, evs, now, wait, d, sc.open, sc.touched[:0])
+	sc.touched = touched[:0]
+	b.scratch.Put(sc)
+	return rest, err
+}
+
+// batchKeyed is batchIn for balancers that look at the key. open holds
+// the stack being filled for each conveyor, all nil on entry and on
+// return, and touched collects the conveyors that have one, in the order
+// they were opened.
+func (b *Bus[T]) batchKeyed(ctx context.Context, l *layout[T], evs []Event[T], now *time.Time,
+	wait bool, d *drops[T], open []*stack[T], touched []int) ([]Event[T], []int, error) {
 	for i := range evs {
 		ev := evs[i]
 		b.stampInPlace(&ev, now)
 		c, err := b.pick(l, ev.Key)
 		if err != nil {
-			return unsent(i), err
+			return b.unsent(evs, i, open, touched), touched, err
 		}
 		s := open[c.index]
 		if s == nil {
 			s = b.getStack()
 			open[c.index] = s
+			touched = append(touched, c.index)
 		}
 		s.evs = append(s.evs, ev)
 		s.idx = append(s.idx, i)
@@ -241,18 +277,19 @@ func (b *Bus[T]) batchIn(ctx context.Context, l *layout[T], evs []Event[T], now 
 		open[c.index] = nil
 		if err := b.place(ctx, l, c, item[T]{stack: s}, wait, d); err != nil {
 			open[c.index] = s
-			return unsent(i + 1), err
+			return b.unsent(evs, i+1, open, touched), touched, err
 		}
 	}
-	for k, s := range open[:l.Len()] {
+	for _, k := range touched {
+		s := open[k]
 		if s == nil {
 			continue
 		}
 		open[k] = nil
 		if err := b.place(ctx, l, l.conveyors[k], item[T]{stack: s}, wait, d); err != nil {
 			open[k] = s
-			return unsent(len(evs)), err
+			return b.unsent(evs, len(evs), open, touched), touched, err
 		}
 	}
-	return nil, nil
+	return nil, touched, nil
 }
