@@ -3,7 +3,8 @@ package mainbus
 import "fmt"
 
 // An Overflow policy says what Produce does when the chosen conveyor is
-// full. Memory stays bounded by the conveyors' buffers under every policy.
+// full. Memory stays bounded by the conveyors' slots under every policy:
+// conveyors × buffer events, or × StackSize with stacks.
 type Overflow int
 
 const (
@@ -17,9 +18,10 @@ const (
 	// DropNewest discards the event being produced and returns nil.
 	DropNewest
 
-	// DropOldest discards the oldest event waiting on the conveyor to make
-	// room for the new one, and returns nil. On a conveyor without a
-	// buffer there is nothing waiting, so it discards the new event.
+	// DropOldest discards the oldest slot waiting on the conveyor (an
+	// event, or a whole stack from ProduceBatch) to make room for the new
+	// one, and returns nil. On a conveyor without a buffer there is
+	// nothing waiting, so it discards the new one.
 	DropOldest
 )
 

@@ -109,7 +109,7 @@ func fnv1a(s string) uint32 {
 }
 
 // LeastLoaded returns a balancer that sends each event to the conveyor
-// holding the fewest events at the moment of the pick. Ties go to the
+// with the fewest slots taken at the moment of the pick. Ties go to the
 // tied conveyors in turn. It reads every conveyor's depth on every pick,
 // so it costs more than the others on wide buses.
 func LeastLoaded() Balancer { return &leastLoaded{} }

@@ -11,8 +11,9 @@ const (
 	// WithConveyors.
 	DefaultConveyors = 4
 
-	// DefaultBuffer is how many events each conveyor holds before
-	// producers meet the overflow policy.
+	// DefaultBuffer is how many slots (an event, or a stack of events
+	// from ProduceBatch) each conveyor has before producers meet the
+	// overflow policy.
 	DefaultBuffer = 64
 )
 
@@ -118,11 +119,13 @@ func WithExactConveyors() Option {
 	return optionFunc(func(c *config) { c.exact = true })
 }
 
-// WithBuffer sets how many events each conveyor holds waiting for its
-// consumer. Zero makes every hand-over a rendezvous with the consumer.
-// The default is [DefaultBuffer]; accepted sizes are 0 to 1048576, with at
-// most 16777216 events in all the conveyors of a bus. When a conveyor is
-// full, the overflow policy decides what Produce does.
+// WithBuffer sets how many slots each conveyor has for items waiting for
+// its consumer. A slot holds one event from Produce, or one stack of up
+// to [StackSize] events from [Bus.ProduceBatch]. Zero makes every
+// hand-over a rendezvous with the consumer. The default is
+// [DefaultBuffer]; accepted sizes are 0 to 1048576, with at most 16777216
+// slots in all the conveyors of a bus. When a conveyor is full, the
+// overflow policy decides what Produce does.
 func WithBuffer(n int) Option {
 	return optionFunc(func(c *config) { c.buffer = n })
 }

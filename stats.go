@@ -16,7 +16,7 @@ type Stats struct {
 	Active    int
 	Conveyors []ConveyorStats
 
-	// Draining counts the events still on conveyors that a Resize
+	// Draining counts the slots still taken on conveyors that a Resize
 	// replaced; they are handled before any event on the new ones.
 	Draining int
 }

@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -113,6 +114,16 @@ func Raw(producers int) (Run, error) {
 	}, nil
 }
 
+// keys are the keys of the events of Single, so that keyed balancers
+// spread them; made once, so that no key is built on the measured path.
+var keys = func() []string {
+	k := make([]string, 64)
+	for i := range k {
+		k[i] = "key-" + strconv.Itoa(i)
+	}
+	return k
+}()
+
 // Single sets up the workload on a bus, one Produce per event.
 func Single(producers int, balancer mainbus.Balancer) (Run, error) {
 	var sum atomic.Int64
@@ -131,7 +142,8 @@ func Single(producers int, balancer mainbus.Balancer) (Run, error) {
 					return err
 				}
 				for end := min(sent+Batch, count); sent < end; sent++ {
-					if err := bus.Produce(bg, mainbus.Event[int]{Value: 1}); err != nil {
+					ev := mainbus.Event[int]{Key: keys[sent%len(keys)], Value: 1}
+					if err := bus.Produce(bg, ev); err != nil {
 						return err
 					}
 				}
