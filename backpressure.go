@@ -49,7 +49,8 @@ func (o Overflow) check() error {
 	case Block, Reject, DropNewest, DropOldest:
 		return nil
 	}
-	return invalid("overflow policy %d is unknown; want Block, Reject, DropNewest or DropOldest", int(o))
+	return invalid("overflow policy %d is unknown; "+
+		"want Block, Reject, DropNewest or DropOldest", int(o))
 }
 
 // drops collects the events a Produce discarded, so that the drop handler

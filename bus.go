@@ -89,20 +89,23 @@ var errRetired = errors.New("mainbus: layout retired")
 // is accepted; New never panics on them.
 func New[T any](resource string, h Handler[T], opts ...Option) (*Bus[T], error) {
 	if h == nil {
-		return nil, invalid("handler of %s is nil; want a function that consumes its events", resource)
+		return nil, invalid("handler of %s is nil; "+
+			"want a function that consumes its events", resource)
 	}
 	return build(resource, h, nil, opts)
 }
 
 // build is New and NewStacked; exactly one of h and sh is set.
-func build[T any](resource string, h Handler[T], sh StackHandler[T], opts []Option) (*Bus[T], error) {
+func build[T any](resource string, h Handler[T], sh StackHandler[T],
+	opts []Option) (*Bus[T], error) {
 	if err := checkResource(resource); err != nil {
 		return nil, err
 	}
 	cfg := defaultConfig()
 	for i, o := range opts {
 		if o == nil {
-			return nil, invalid("option %d of %s is nil; want an Option from a mainbus With… function", i, resource)
+			return nil, invalid("option %d of %s is nil; "+
+				"want an Option from a mainbus With… function", i, resource)
 		}
 		o.apply(&cfg)
 	}
@@ -192,7 +195,8 @@ func checkResource(name string) error {
 		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
 			c == '-' || c == '_'
 		if !ok && c >= 0x80 {
-			return invalid("resource name %q has a non-ASCII character at byte %d; %s", name, i, accepted)
+			return invalid("resource name %q has a non-ASCII character at byte %d; %s",
+				name, i, accepted)
 		}
 		if !ok {
 			return invalid("resource name %q has %q at byte %d; %s", name, c, i, accepted)
@@ -232,7 +236,8 @@ func (b *Bus[T]) Conveyors() int { return b.current.Load().Len() }
 // producers and conveyors go on.
 func (b *Bus[T]) Produce(ctx context.Context, ev Event[T]) error {
 	if ctx == nil {
-		return invalid("Produce on %s got a nil context; want context.Background() or another", b.resource)
+		return invalid("Produce on %s got a nil context; "+
+			"want context.Background() or another", b.resource)
 	}
 	return b.produce(ctx, ev, b.overflow == Block)
 }
@@ -261,7 +266,8 @@ func (b *Bus[T]) produce(ctx context.Context, ev Event[T], wait bool) error {
 // produceIn tries to place ev in layout l. It returns errRetired if a
 // Resize retired l first, and the reload in produce then finds the new
 // layout.
-func (b *Bus[T]) produceIn(ctx context.Context, l *layout[T], ev Event[T], wait bool, d *drops[T]) error {
+func (b *Bus[T]) produceIn(ctx context.Context, l *layout[T], ev Event[T], wait bool,
+	d *drops[T]) error {
 	// Deferred, so that a panicking balancer does not leave the producer
 	// counted in and Close waiting for it.
 	defer l.leave()

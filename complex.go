@@ -48,7 +48,8 @@ func (x *Complex) Add(bus Member) error {
 	}
 	name := bus.Resource()
 	if _, dup := x.byName[name]; dup {
-		return invalid("resource %s already has a bus in this complex; want one bus per resource", name)
+		return invalid("resource %s already has a bus in this complex; "+
+			"want one bus per resource", name)
 	}
 	if x.byName == nil {
 		x.byName = make(map[string]Member)

@@ -201,7 +201,8 @@ func (b *Bus[T]) redo(l *layout[T], c *conveyor[T], r *retrial[T]) bool {
 // again is set if they are to be tried once more (after the backoff,
 // already waited); ok is false if the drain was cut short, in which case
 // the events not yet dealt with are kept for Close to hand back.
-func (b *Bus[T]) failed(c *conveyor[T], evs []Event[T], err *HandlerError, attempt int) (again, ok bool) {
+func (b *Bus[T]) failed(c *conveyor[T], evs []Event[T], err *HandlerError,
+	attempt int) (again, ok bool) {
 	if err.Err == nil {
 		c.m.panicked.Add(1)
 	} else {
@@ -321,7 +322,8 @@ func (b *Bus[T]) call(l *layout[T], c *conveyor[T], ev Event[T], attempt int) (h
 
 // callStack is call for a stack handler. A failure is reported with the
 // ID of the stack's first event.
-func (b *Bus[T]) callStack(l *layout[T], c *conveyor[T], evs []Event[T], attempt int) (herr *HandlerError) {
+func (b *Bus[T]) callStack(l *layout[T], c *conveyor[T], evs []Event[T],
+	attempt int) (herr *HandlerError) {
 	returned := false
 	defer func() {
 		if returned {

@@ -13,9 +13,8 @@
 // [NewStacked] hands a slot's stack to one handler call, and a [Stacker]
 // gathers events produced one at a time into stacks.
 //
-//	iron, err := mainbus.New("iron", func(ctx context.Context, c int, ev mainbus.Event[Plate]) error {
-//		return smelt(ctx, ev.Value)
-//	}, mainbus.WithConveyors(4))
+//	smelt := func(ctx context.Context, c int, ev mainbus.Event[Plate]) error { … }
+//	iron, err := mainbus.New("iron", smelt, mainbus.WithConveyors(4))
 //	if err != nil { … }
 //	err = iron.Produce(ctx, mainbus.Event[Plate]{Key: "furnace-7", Value: p})
 //	…

@@ -107,7 +107,8 @@ type StackHandler[T any] func(ctx context.Context, conveyor int, evs []Event[T])
 // database in one go.
 func NewStacked[T any](resource string, h StackHandler[T], opts ...Option) (*Bus[T], error) {
 	if h == nil {
-		return nil, invalid("stack handler of %s is nil; want a function that consumes its events", resource)
+		return nil, invalid("stack handler of %s is nil; "+
+			"want a function that consumes its events", resource)
 	}
 	return build(resource, nil, h, opts)
 }
@@ -143,7 +144,8 @@ func (e *BatchError[T]) Unwrap() error { return e.Err }
 // is not kept: the caller may reuse it as soon as ProduceBatch returns.
 func (b *Bus[T]) ProduceBatch(ctx context.Context, evs []Event[T]) error {
 	if ctx == nil {
-		return invalid("ProduceBatch on %s got a nil context; want context.Background() or another", b.resource)
+		return invalid("ProduceBatch on %s got a nil context; "+
+			"want context.Background() or another", b.resource)
 	}
 	return b.produceBatch(ctx, evs, b.overflow == Block)
 }
