@@ -34,6 +34,7 @@ type Bus[T any] struct {
 	handleStack StackHandler[T] // set instead of handle by NewStacked
 	stacks      sync.Pool       // of *stack[T]
 	scratch     sync.Pool       // of *batchScratch[T]
+	placed      *stack[T]       // marks, in a batch, a conveyor whose stack went out
 	balancer    Balancer
 	overflow    Overflow
 	buffer      int
@@ -125,6 +126,7 @@ func build[T any](resource string, h Handler[T], sh StackHandler[T],
 		retry:       cfg.retry,
 		abort:       make(chan struct{}),
 		done:        make(chan struct{}),
+		placed:      new(stack[T]),
 	}
 	if err := b.typed(cfg); err != nil {
 		return nil, fmt.Errorf("bus %s: %w", resource, err)

@@ -58,11 +58,11 @@ func (b *Bus[T]) getStack() *stack[T] {
 func (b *Bus[T]) unsent(evs []Event[T], i int, open []*stack[T], touched []int) []Event[T] {
 	var at []int
 	for _, k := range touched {
-		if s := open[k]; s != nil {
+		if s := open[k]; s != nil && s != b.placed {
 			at = append(at, s.idx...)
 			b.putStack(s)
-			open[k] = nil
 		}
+		open[k] = nil
 	}
 	slices.Sort(at)
 	left := make([]Event[T], 0, len(at)+len(evs)-i)
@@ -266,17 +266,21 @@ func (b *Bus[T]) batchKeyed(ctx context.Context, l *layout[T], evs []Event[T], n
 			return b.unsent(evs, i, open, touched), touched, err
 		}
 		s := open[c.index]
-		if s == nil {
+		if s == nil || s == b.placed {
+			// A conveyor is listed once, however many stacks it fills,
+			// so touched never outgrows the number of conveyors.
+			if s == nil {
+				touched = append(touched, c.index)
+			}
 			s = b.getStack()
 			open[c.index] = s
-			touched = append(touched, c.index)
 		}
 		s.evs = append(s.evs, ev)
 		s.idx = append(s.idx, i)
 		if len(s.evs) < StackSize {
 			continue
 		}
-		open[c.index] = nil
+		open[c.index] = b.placed
 		if err := b.place(ctx, l, c, item[T]{stack: s}, wait, d); err != nil {
 			open[c.index] = s
 			return b.unsent(evs, i+1, open, touched), touched, err
@@ -284,10 +288,10 @@ func (b *Bus[T]) batchKeyed(ctx context.Context, l *layout[T], evs []Event[T], n
 	}
 	for _, k := range touched {
 		s := open[k]
-		if s == nil {
+		open[k] = nil
+		if s == b.placed {
 			continue
 		}
-		open[k] = nil
 		if err := b.place(ctx, l, l.conveyors[k], item[T]{stack: s}, wait, d); err != nil {
 			open[k] = s
 			return b.unsent(evs, len(evs), open, touched), touched, err

@@ -1,6 +1,7 @@
 package mainbus_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -156,7 +157,8 @@ func (g *stackGate) waitStart(t *testing.T, want ...uint64) {
 
 // newGatedStackBus builds an "iron" bus of one conveyor whose handler, of
 // the given kind, is a new stackGate.
-func newGatedStackBus(t *testing.T, stacked bool, opts ...mainbus.Option) (*mainbus.Bus[int], *stackGate) {
+func newGatedStackBus(t *testing.T, stacked bool,
+	opts ...mainbus.Option) (*mainbus.Bus[int], *stackGate) {
 	t.Helper()
 	g := newStackGate()
 	opts = append([]mainbus.Option{mainbus.WithConveyors(1), mainbus.WithExactConveyors()}, opts...)
@@ -302,7 +304,8 @@ func TestProduceBatchDeliversOnce(t *testing.T) {
 						}
 						if i > 0 && (v.batch < 0 || v.producer != evs[0].Value.producer ||
 							v.batch != evs[0].Value.batch || v.pos <= evs[i-1].Value.pos) {
-							bad = append(bad, fmt.Sprintf("one call got %+v after %+v", v, evs[i-1].Value))
+							bad = append(bad,
+								fmt.Sprintf("one call got %+v after %+v", v, evs[i-1].Value))
 						}
 					}
 					return nil
@@ -363,7 +366,8 @@ func TestProduceBatchDeliversOnce(t *testing.T) {
 					total += n
 					for seq := range n {
 						if got := count[uint64(p)<<32|uint64(seq)]; got != 1 {
-							t.Fatalf("event %d of producer %d handled %d times; want once", seq, p, got)
+							t.Fatalf("event %d of producer %d handled %d times; want once",
+								seq, p, got)
 						}
 					}
 				}
@@ -373,7 +377,8 @@ func TestProduceBatchDeliversOnce(t *testing.T) {
 				if bal.keyed {
 					for key, seqs := range byKey {
 						if !slices.IsSorted(seqs) {
-							t.Errorf("key %s handled in the order %v; want the order produced", key, seqs)
+							t.Errorf("key %s handled in the order %v; want the order produced",
+								key, seqs)
 						}
 					}
 				}
@@ -435,7 +440,9 @@ func stackDraw(rt *rapid.T) stackPlan {
 		balancer: rapid.SampledFrom([]string{
 			"KeyHash", "JumpHash", "RoundRobin", "Random", "LeastLoaded",
 		}).Draw(rt, "balancer"),
-		overflow: rapid.SampledFrom([]mainbus.Overflow{mainbus.Block, mainbus.Reject}).Draw(rt, "overflow"),
+		overflow: rapid.SampledFrom([]mainbus.Overflow{
+			mainbus.Block, mainbus.Reject, mainbus.DropNewest, mainbus.DropOldest,
+		}).Draw(rt, "overflow"),
 		stacked:  rapid.Bool().Draw(rt, "stacked"),
 		keysEach: rapid.IntRange(1, 4).Draw(rt, "keysEach"),
 	}
@@ -464,7 +471,7 @@ func stackDraw(rt *rapid.T) stackPlan {
 	return p
 }
 
-// stackEvent is event seq of producer p in plan pl; IDs are unique.
+// event returns event seq of producer p under plan pl; IDs are unique.
 func (pl stackPlan) event(p, seq, batch, pos int) mainbus.Event[stackValue] {
 	return mainbus.Event[stackValue]{
 		ID:    uint64(p)<<32 | uint64(seq),
@@ -482,6 +489,7 @@ type stackRun struct {
 	closeErr error
 
 	handled []mainbus.Event[stackValue] // in handling order
+	dropped []mainbus.Event[stackValue] // as the drop handler got them
 	others  []string                    // what a call got wrong
 }
 
@@ -502,7 +510,8 @@ func stackRunPlan(rt *rapid.T, pl stackPlan) *stackRun {
 			v, first := ev.Value, evs[0].Value
 			if i > 0 && (v.batch < 0 || v.producer != first.producer || v.batch != first.batch ||
 				keyless && v.pos <= evs[i-1].Value.pos) {
-				res.others = append(res.others, fmt.Sprintf("one call got %+v after %+v", v, evs[i-1].Value))
+				res.others = append(res.others,
+					fmt.Sprintf("one call got %+v after %+v", v, evs[i-1].Value))
 			}
 		}
 		if rand.IntN(4) == 0 {
@@ -513,6 +522,11 @@ func stackRunPlan(rt *rapid.T, pl stackPlan) *stackRun {
 	opts := []mainbus.Option{
 		mainbus.WithConveyors(pl.conveyors), mainbus.WithBuffer(pl.buffer),
 		mainbus.WithBalancer(stackBalancers[pl.balancer].new()), mainbus.WithOverflow(pl.overflow),
+		mainbus.WithDropHandler(func(ev mainbus.Event[stackValue]) {
+			mu.Lock()
+			res.dropped = append(res.dropped, ev)
+			mu.Unlock()
+		}),
 	}
 	if pl.exact {
 		opts = append(opts, mainbus.WithExactConveyors())
@@ -521,9 +535,10 @@ func stackRunPlan(rt *rapid.T, pl stackPlan) *stackRun {
 	if pl.stacked {
 		res.bus, err = mainbus.NewStacked("iron", h, opts...)
 	} else {
-		res.bus, err = mainbus.New("iron", func(ctx context.Context, c int, ev mainbus.Event[stackValue]) error {
-			return h(ctx, c, []mainbus.Event[stackValue]{ev})
-		}, opts...)
+		res.bus, err = mainbus.New("iron",
+			func(ctx context.Context, c int, ev mainbus.Event[stackValue]) error {
+				return h(ctx, c, []mainbus.Event[stackValue]{ev})
+			}, opts...)
 	}
 	if err != nil {
 		rt.Fatalf("New: %v", err)
@@ -592,11 +607,12 @@ func stackRunPlan(rt *rapid.T, pl stackPlan) *stackRun {
 
 // TestProduceBatchProperty is the property of batches: under any mix of
 // batches and single events from many producers, resizes racing them,
-// either overflow policy that keeps events, and a Close that may run out
-// of time, every event a ProduceBatch accepted (every event of the batch
-// but those its BatchError hands back) is handled exactly once or handed
-// back once by the DrainError, never both; nothing refused turns up; and
-// under the keyed balancers each key's events come in the order produced.
+// any overflow policy, and a Close that may run out of time, every event
+// a ProduceBatch accepted (every event of the batch but those its
+// BatchError hands back) is handled exactly once, handed back once by the
+// DrainError, or, under a dropping policy, dropped once and counted, and
+// only one of these; nothing refused turns up; and under the keyed
+// balancers each key's events come in the order produced.
 func TestProduceBatchProperty(t *testing.T) {
 	t.Parallel()
 	rapid.Check(t, func(rt *rapid.T) {
@@ -628,8 +644,10 @@ func stackAccepted(rt *rapid.T, pl stackPlan, res *stackRun) map[uint64]bool {
 			} else if op.deadline > 0 {
 				allowed = append(allowed, context.DeadlineExceeded)
 			}
-			if err != nil && !slices.ContainsFunc(allowed, func(a error) bool { return errors.Is(err, a) }) {
-				rt.Errorf("producer %d op %d (%+v): %v; want nil or one of %v", p, i, op, err, allowed)
+			if err != nil &&
+				!slices.ContainsFunc(allowed, func(a error) bool { return errors.Is(err, a) }) {
+				rt.Errorf("producer %d op %d (%+v): %v; want nil or one of %v",
+					p, i, op, err, allowed)
 			}
 			refused := map[uint64]bool{}
 			var be *mainbus.BatchError[stackValue]
@@ -638,16 +656,18 @@ func stackAccepted(rt *rapid.T, pl stackPlan, res *stackRun) map[uint64]bool {
 			case op.batch == 0:
 				refused[sent[0].ID] = true
 			case !errors.As(err, &be):
-				rt.Fatalf("producer %d op %d: ProduceBatch returned %T %v; want a *BatchError", p, i, err, err)
+				rt.Fatalf("producer %d op %d: ProduceBatch returned %T %v; want a *BatchError",
+					p, i, err, err)
 			case be.Resource != "iron" || len(be.Rejected) == 0:
-				rt.Errorf("producer %d op %d: BatchError %v names %q and %d events; want iron and 1 or more",
+				rt.Errorf("producer %d op %d: %v names %q, hands back %d; want iron, 1 or more",
 					p, i, be, be.Resource, len(be.Rejected))
 			default:
 				for _, ev := range be.Rejected {
-					if refused[ev.ID] || !slices.ContainsFunc(sent, func(s mainbus.Event[stackValue]) bool {
-						return s.ID == ev.ID && s.Value == ev.Value && s.Key == ev.Key
-					}) {
-						rt.Errorf("producer %d op %d: BatchError hands back %+v twice or not of the batch",
+					if refused[ev.ID] ||
+						!slices.ContainsFunc(sent, func(s mainbus.Event[stackValue]) bool {
+							return s.ID == ev.ID && s.Value == ev.Value && s.Key == ev.Key
+						}) {
+						rt.Errorf("producer %d op %d: BatchError hands back %+v twice or not sent",
 							p, i, ev)
 					}
 					refused[ev.ID] = true
@@ -663,9 +683,9 @@ func stackAccepted(rt *rapid.T, pl stackPlan, res *stackRun) map[uint64]bool {
 	return accepted
 }
 
-// stackCheckDelivery checks that each accepted event was handled once or
-// handed back once, that no refused one was, the per-key order under the
-// keyed balancers, and the counters.
+// stackCheckDelivery checks that each accepted event was handled,
+// dropped or handed back, once, that no refused one was, the per-key
+// order under the keyed balancers, and the counters.
 func stackCheckDelivery(rt *rapid.T, pl stackPlan, res *stackRun, accepted map[uint64]bool) {
 	var back []mainbus.Event[stackValue]
 	var de *mainbus.DrainError[stackValue]
@@ -674,7 +694,8 @@ func stackCheckDelivery(rt *rapid.T, pl stackPlan, res *stackRun, accepted map[u
 	case pl.closeTimeout < 0:
 		rt.Errorf("Close without a deadline: %v; want nil", err)
 	case !errors.As(err, &de) || !errors.Is(err, context.DeadlineExceeded) || de.Resource != "iron":
-		rt.Errorf("Close: %T %v; want nil or an iron *DrainError wrapping DeadlineExceeded", err, err)
+		rt.Errorf("Close: %T %v; want nil or an iron *DrainError wrapping DeadlineExceeded",
+			err, err)
 	default:
 		back = de.Undelivered
 	}
@@ -684,7 +705,7 @@ func stackCheckDelivery(rt *rapid.T, pl stackPlan, res *stackRun, accepted map[u
 	for _, what := range []struct {
 		name string
 		evs  []mainbus.Event[stackValue]
-	}{{"handled", res.handled}, {"handed back", back}} {
+	}{{"handled", res.handled}, {"dropped", res.dropped}, {"handed back", back}} {
 		for _, ev := range what.evs {
 			switch {
 			case !accepted[ev.ID]:
@@ -693,26 +714,38 @@ func stackCheckDelivery(rt *rapid.T, pl stackPlan, res *stackRun, accepted map[u
 				rt.Errorf("event %+v %s after it was %s", ev, what.name, seen[ev.ID])
 			}
 			seen[ev.ID] = what.name
-			byKey[ev.Key] = append(byKey[ev.Key], ev.Value.seq)
+			if what.name != "dropped" {
+				byKey[ev.Key] = append(byKey[ev.Key], ev.Value.seq)
+			}
 		}
 	}
 	for id := range accepted {
 		if seen[id] == "" {
-			rt.Errorf("event %#x accepted, then neither handled nor handed back", id)
+			rt.Errorf("event %#x accepted, then neither handled, dropped nor handed back", id)
 		}
 	}
 	if stackBalancers[pl.balancer].keyed {
 		for key, seqs := range byKey {
 			if !slices.IsSorted(seqs) {
-				rt.Errorf("key %s handled, then handed back, in the order %v; want the order produced",
+				rt.Errorf("key %s handled, then handed back, in the order %v; want it as produced",
 					key, seqs)
 			}
 		}
 	}
 	tot := res.bus.Stats().Total()
-	if tot.Produced != uint64(len(accepted)) || tot.Consumed != uint64(len(res.handled)) {
-		rt.Errorf("stats produced %d, consumed %d; want %d accepted, %d handled",
-			tot.Produced, tot.Consumed, len(accepted), len(res.handled))
+	if tot.Consumed != uint64(len(res.handled)) || tot.Dropped != uint64(len(res.dropped)) {
+		rt.Errorf("stats consumed %d, dropped %d; want %d handled, %d dropped",
+			tot.Consumed, tot.Dropped, len(res.handled), len(res.dropped))
+	}
+	// DropOldest drops events already produced, to make room; DropNewest,
+	// and DropOldest where there is no buffer to make room in, drop the
+	// event being produced.
+	produced := uint64(len(accepted))
+	if pl.overflow == mainbus.DropNewest || pl.overflow == mainbus.DropOldest && pl.buffer == 0 {
+		produced -= tot.Dropped
+	}
+	if tot.Produced != produced {
+		rt.Errorf("stats produced %d; want %d", tot.Produced, produced)
 	}
 }
 
@@ -737,7 +770,8 @@ func TestProduceBatchAfterClose(t *testing.T) {
 				policyClose(t, b)
 				for _, n := range []uint64{1, 64, 200} {
 					err := b.ProduceBatch(context.Background(), stackBatch(1, n))
-					stackCheckIDs(t, "rejected", checkBatchError(t, err, mainbus.ErrClosed), policyIDs(1, n))
+					stackCheckIDs(t, "rejected", checkBatchError(t, err, mainbus.ErrClosed),
+						policyIDs(1, n))
 				}
 				stackCheckIDs(t, "handled", log.ids(), nil)
 				checkTotals(t, b, 0, 0, 0)
@@ -814,7 +848,8 @@ func TestProduceBatchBlockContext(t *testing.T) {
 						} // else the bubble's clock runs to the deadline
 						err := policyRecv(t, res, "ProduceBatch result")
 						rejected := checkBatchError(t, err, end.want)
-						stackCheckIDs(t, "rejected", rejected, policyIDs(2+2*mainbus.StackSize, 301))
+						stackCheckIDs(t, "rejected", rejected,
+							policyIDs(2+2*mainbus.StackSize, 301))
 
 						g.open()
 						policyProduce(t, b, 302)
@@ -829,6 +864,55 @@ func TestProduceBatchBlockContext(t *testing.T) {
 	}
 }
 
+// TestProduceBatchFromHandler checks that a handler producing a batch
+// into its own full conveyor does not wait on itself, whether it passes
+// on its context or another: the stacks that find room are accepted, the
+// rest comes back wrapping ErrWouldBlock, and the accepted events are
+// handled once the handler returns.
+func TestProduceBatchFromHandler(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		ctx  func(handler context.Context) context.Context
+	}{
+		{"handler's context", func(ctx context.Context) context.Context { return ctx }},
+		{"another context", func(context.Context) context.Context { return context.Background() }},
+	} {
+		for _, kind := range handlerKinds {
+			t.Run(tc.name+"/"+kind.name, func(t *testing.T) {
+				t.Parallel()
+				testProduceBatchFromHandler(t, kind.stacked, tc.ctx)
+			})
+		}
+	}
+}
+
+func testProduceBatchFromHandler(t *testing.T, stacked bool,
+	produceCtx func(handler context.Context) context.Context) {
+	var (
+		b       *mainbus.Bus[int]
+		log     stackLog
+		results = make(chan error, 1)
+	)
+	h := func(ctx context.Context, c int, evs []mainbus.Event[int]) error {
+		if evs[0].ID == 1 {
+			// Bounded, so that a handler waiting on itself fails the test.
+			ctx, cancel := context.WithTimeout(produceCtx(ctx), policyWait)
+			defer cancel()
+			results <- b.ProduceBatch(ctx, stackBatch(2, 301))
+		}
+		return log.handle(ctx, c, evs)
+	}
+	b = newStackBus(t, stacked, h, nil, mainbus.WithConveyors(1),
+		mainbus.WithExactConveyors(), mainbus.WithBuffer(1))
+	policyProduce(t, b, 1)
+	err := policyRecv(t, results, "ProduceBatch result")
+	stackCheckIDs(t, "rejected", checkBatchError(t, err, mainbus.ErrWouldBlock),
+		policyIDs(2+mainbus.StackSize, 301))
+	policyClose(t, b)
+	stackCheckIDs(t, "handled", log.ids(), policyIDs(1, 1+mainbus.StackSize))
+}
+
 // stackKeys returns a key that KeyHash puts on L0 and one it puts on L1
 // of two conveyors.
 func stackKeys(t *testing.T) (k0, k1 string) {
@@ -837,27 +921,19 @@ func stackKeys(t *testing.T) (k0, k1 string) {
 		key := fmt.Sprint("furnace-", i)
 		switch mainbus.KeyHash().Pick(key, fixedLanes(2)) {
 		case 0:
-			k0 = cmpOr(k0, key)
+			k0 = cmp.Or(k0, key)
 		case 1:
-			k1 = cmpOr(k1, key)
+			k1 = cmp.Or(k1, key)
 		}
 	}
 	return k0, k1
-}
-
-// cmpOr returns a if it is not empty, else b.
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // TestProduceBatchRejectedOrder checks that a BatchError hands back its
 // events in the order given, also when they were bound for several
 // conveyors. Of two conveyors, the handler holds L0's first event and
 // L0's one-slot buffer is full, so under Reject the batch stops at the
-// first stack for L0.
+// first stack for L0, whether it fills up or is the last one placed.
 func TestProduceBatchRejectedOrder(t *testing.T) {
 	t.Parallel()
 	k0, k1 := stackKeys(t)
@@ -865,8 +941,11 @@ func TestProduceBatchRejectedOrder(t *testing.T) {
 		name string
 		keys []string // of the batch's events, IDs 3, 4, …
 	}{
+		{"L0 first and last", []string{k0, k1, k0}},
 		{"L0 last", []string{k1, k0, k1}},
 		{"L0 in the middle", []string{k1, k0, k1, k0}},
+		{"L1 inside a full L0 stack", slices.Concat([]string{k0, k1},
+			slices.Repeat([]string{k0}, mainbus.StackSize-1))},
 		{"L1 before a full L0 stack", append([]string{k1},
 			slices.Repeat([]string{k0}, mainbus.StackSize)...)},
 	} {
@@ -879,11 +958,13 @@ func TestProduceBatchRejectedOrder(t *testing.T) {
 				}
 				return nil
 			}
-			b := newStackBus(t, false, h, g.open, mainbus.WithConveyors(2), mainbus.WithExactConveyors(),
+			b := newStackBus(t, false, h, g.open, mainbus.WithConveyors(2),
+				mainbus.WithExactConveyors(),
 				mainbus.WithBuffer(1), mainbus.WithOverflow(mainbus.Reject),
 				mainbus.WithBalancer(mainbus.KeyHash()))
 			for id := range uint64(2) {
-				if err := b.Produce(context.Background(), mainbus.Event[int]{ID: id + 1, Key: k0}); err != nil {
+				if err := b.Produce(context.Background(),
+					mainbus.Event[int]{ID: id + 1, Key: k0}); err != nil {
 					t.Fatalf("Produce: %v", err)
 				}
 				if id == 0 {
@@ -961,8 +1042,9 @@ func TestProduceBatchBadBalancer(t *testing.T) {
 
 // TestProduceBatchBadInput checks what ProduceBatch does with input it
 // cannot take: a nil context or an event for another resource is refused
-// with a clear error and nothing of the batch is accepted; an empty batch
-// is accepted and nothing is handled.
+// with a clear error and nothing of the batch is accepted, the events
+// coming back in a BatchError where the bus could read them; an empty
+// batch is accepted and nothing is handled.
 func TestProduceBatchBadInput(t *testing.T) {
 	t.Parallel()
 	foreign := stackBatch(1, 100)
@@ -978,12 +1060,14 @@ func TestProduceBatchBadInput(t *testing.T) {
 		evs   []mainbus.Event[int]
 		want  error // nil: accepted
 		count uint64
+		back  bool // the refused batch comes back in a BatchError
 	}{
-		{"nil context", nilCtx, stackBatch(1, 100), mainbus.ErrInvalidOption, 0},
-		{"event for another resource", context.Background(), foreign, mainbus.ErrUnknownResource, 0},
-		{"nil batch", context.Background(), nil, nil, 0},
-		{"empty batch", context.Background(), []mainbus.Event[int]{}, nil, 0},
-		{"events naming the bus", context.Background(), own, nil, 100},
+		{"nil context", nilCtx, stackBatch(1, 100), mainbus.ErrInvalidOption, 0, false},
+		{"event for another resource", context.Background(), foreign, mainbus.ErrUnknownResource,
+			0, true},
+		{"nil batch", context.Background(), nil, nil, 0, false},
+		{"empty batch", context.Background(), []mainbus.Event[int]{}, nil, 0, false},
+		{"events naming the bus", context.Background(), own, nil, 100, false},
 	} {
 		for _, kind := range handlerKinds {
 			t.Run(tc.name+"/"+kind.name, func(t *testing.T) {
@@ -991,8 +1075,12 @@ func TestProduceBatchBadInput(t *testing.T) {
 				var log stackLog
 				b := newStackBus(t, kind.stacked, log.handle, nil)
 				err := b.ProduceBatch(tc.ctx, slices.Clone(tc.evs))
-				if tc.want == nil && err != nil || !errors.Is(err, tc.want) {
+				if !errors.Is(err, tc.want) {
 					t.Errorf("ProduceBatch: %v; want %v", err, tc.want)
+				}
+				if tc.back {
+					stackCheckIDs(t, "handed back", checkBatchError(t, err, tc.want),
+						stackIDs(tc.evs))
 				}
 				policyClose(t, b)
 				if got := uint64(len(log.ids())); got != tc.count {
@@ -1017,7 +1105,8 @@ func TestProduceBatchStacks(t *testing.T) {
 				t.Parallel()
 				var log stackLog
 				b := newStackBus(t, true, log.handle, nil, mainbus.WithConveyors(conveyors),
-					mainbus.WithExactConveyors(), mainbus.WithBuffer(16), mainbus.WithBalancer(bal.new()))
+					mainbus.WithExactConveyors(), mainbus.WithBuffer(16),
+					mainbus.WithBalancer(bal.new()))
 				batch := stackBatch(1, 300)
 				for i := range batch {
 					batch[i].Key = fmt.Sprint("furnace-", i%10)
@@ -1031,7 +1120,8 @@ func TestProduceBatchStacks(t *testing.T) {
 				for _, call := range log.list() {
 					sizes = append(sizes, len(call.evs))
 					if len(call.evs) == 0 || len(call.evs) > mainbus.StackSize {
-						t.Errorf("a call got %d events; want 1 to %d", len(call.evs), mainbus.StackSize)
+						t.Errorf("a call got %d events; want 1 to %d",
+							len(call.evs), mainbus.StackSize)
 					}
 					if ids := stackIDs(call.evs); !slices.IsSorted(ids) {
 						t.Errorf("a call got the events %v; want them in the order given", ids)
@@ -1042,7 +1132,8 @@ func TestProduceBatchStacks(t *testing.T) {
 					t.Errorf("calls got %v events; want %v", sizes, want)
 				}
 				if len(sizes) > 300/mainbus.StackSize+4 {
-					t.Errorf("%d calls for 300 events on 4 conveyors; want them stacked", len(sizes))
+					t.Errorf("%d calls for 300 events on %d conveyors; want them stacked",
+						len(sizes), conveyors)
 				}
 			})
 		}
@@ -1084,7 +1175,8 @@ func TestProduceBatchStamps(t *testing.T) {
 					}
 					switch {
 					case i%3 == 0 && !ev.Time.Equal(batch[i].Time):
-						t.Errorf("event %d has Time %v; want the %v given", ev.ID, ev.Time, batch[i].Time)
+						t.Errorf("event %d has Time %v; want the %v given",
+							ev.ID, ev.Time, batch[i].Time)
 					case i%3 != 0:
 						stamps = append(stamps, ev.Time)
 					}
@@ -1094,11 +1186,13 @@ func TestProduceBatchStamps(t *testing.T) {
 				}
 				for _, s := range stamps {
 					if !s.Equal(stamps[0]) {
-						t.Fatalf("stamped times %v and %v; want one reading for the batch", stamps[0], s)
+						t.Fatalf("stamped times %v and %v; want one reading for the batch",
+							stamps[0], s)
 					}
 				}
 				if stamps[0].Before(before) || stamps[0].After(after) {
-					t.Errorf("stamped %v; want a time during the call, %v to %v", stamps[0], before, after)
+					t.Errorf("stamped %v; want a time during the call, %v to %v",
+						stamps[0], before, after)
 				}
 			})
 		}
@@ -1129,7 +1223,10 @@ func TestProduceBatchReuse(t *testing.T) {
 					batch[i].Key = fmt.Sprint("furnace-", i%10)
 				}
 				want := slices.Clone(batch)
-				if err := b.ProduceBatch(context.Background(), batch); err != nil {
+				// The stacks fit in the buffers while the gate is shut.
+				ctx, cancel := context.WithTimeout(context.Background(), policyWait)
+				defer cancel()
+				if err := b.ProduceBatch(ctx, batch); err != nil {
 					t.Fatalf("ProduceBatch: %v", err)
 				}
 				stackOverwrite(batch)
@@ -1140,7 +1237,8 @@ func TestProduceBatchReuse(t *testing.T) {
 				checkOnce(t, stackIDs(want), stackIDs(got), nil)
 				for _, ev := range got {
 					if w := want[ev.ID-1]; ev.Key != w.Key || ev.Value != w.Value {
-						t.Fatalf("handled %+v; want key %s, value %d as produced", ev, w.Key, w.Value)
+						t.Fatalf("handled %+v; want key %s, value %d as produced",
+							ev, w.Key, w.Value)
 					}
 				}
 			})
@@ -1290,7 +1388,8 @@ func TestStackHandlerFailure(t *testing.T) {
 				mainbus.WithBalancer(mainbus.RoundRobin()), mainbus.WithErrorHandler(reports.add),
 			}
 			if tc.attempts > 1 {
-				opts = append(opts, mainbus.WithRetry(tc.attempts, time.Microsecond, time.Microsecond))
+				opts = append(opts,
+					mainbus.WithRetry(tc.attempts, time.Microsecond, time.Microsecond))
 			}
 			if tc.dead {
 				opts = append(opts, mainbus.WithDeadLetter(dlBus))
@@ -1305,7 +1404,8 @@ func TestStackHandlerFailure(t *testing.T) {
 			for _, call := range calls.list() {
 				firsts = append(firsts, call.evs[0].ID)
 				if call.evs[0].ID == 65 {
-					stackCheckIDs(t, "an attempt at the failing stack", stackIDs(call.evs), policyIDs(65, 128))
+					stackCheckIDs(t, "an attempt at the failing stack", stackIDs(call.evs),
+						policyIDs(65, 128))
 				}
 			}
 			want := []uint64{1}
@@ -1316,17 +1416,20 @@ func TestStackHandlerFailure(t *testing.T) {
 			if tc.fails < tc.attempts {
 				stackCheckIDs(t, "handled", handled.ids(), policyIDs(1, 200))
 			} else {
-				stackCheckIDs(t, "handled", handled.ids(), slices.Concat(policyIDs(1, 64), policyIDs(129, 200)))
+				stackCheckIDs(t, "handled", handled.ids(),
+					slices.Concat(policyIDs(1, 64), policyIDs(129, 200)))
 			}
 
 			hes := reports.handlerErrors(t)
 			if len(hes) != tc.fails {
-				t.Fatalf("error handler got %d reports %v; want one per failed attempt, %d", len(hes), hes, tc.fails)
+				t.Fatalf("error handler got %d reports %v; want one per failed attempt, %d",
+					len(hes), hes, tc.fails)
 			}
 			for i, he := range hes {
 				checkReport(t, he, 0, 65, i+1)
 				if tc.panics != (he.Panic != nil) || !tc.panics && !errors.Is(he, errSmelt) {
-					t.Errorf("report %d: %v, Panic %v; want a panic: %v", i, he, he.Panic, tc.panics)
+					t.Errorf("report %d: %v, Panic %v; want a panic: %v",
+						i, he, he.Panic, tc.panics)
 				}
 			}
 
@@ -1337,8 +1440,9 @@ func TestStackHandlerFailure(t *testing.T) {
 					buried = append(buried, d.ID)
 					var he *mainbus.HandlerError
 					if d.ID != d.Value.Event.ID || d.Value.Attempts != tc.attempts ||
-						!errors.As(d.Value.Err, &he) || he.EventID != 65 || he.Attempt != tc.attempts {
-						t.Errorf("dead letter %d: %+v; want the event, %d attempts, the last report",
+						!errors.As(d.Value.Err, &he) || he.EventID != 65 ||
+						he.Attempt != tc.attempts {
+						t.Errorf("dead letter %d: %+v; want the event, %d attempts, last report",
 							d.ID, d.Value, tc.attempts)
 					}
 				}
@@ -1449,7 +1553,8 @@ func TestStackGoexit(t *testing.T) {
 			for _, he := range hes {
 				got = append(got, fmt.Sprintf("%d#%d", he.EventID, he.Attempt))
 				if !isGoexit(he.Panic) || he.Resource != "iron" || he.Conveyor != 0 {
-					t.Errorf("report %v, Panic %v; want one of iron L0 naming runtime.Goexit", he, he.Panic)
+					t.Errorf("report %v, Panic %v; want one of iron L0 naming runtime.Goexit",
+						he, he.Panic)
 				}
 			}
 			var wantReports []string
@@ -1463,7 +1568,8 @@ func TestStackGoexit(t *testing.T) {
 				t.Errorf("reports of event#attempt %v; want %v", got, wantReports)
 			}
 			if s := b.Stats().Total(); s.Consumed != 150 || s.Panicked != panicked {
-				t.Errorf("stats consumed %d, panicked %d; want 150 and %d", s.Consumed, s.Panicked, panicked)
+				t.Errorf("stats consumed %d, panicked %d; want 150 and %d",
+					s.Consumed, s.Panicked, panicked)
 			}
 		})
 	}
@@ -1518,11 +1624,15 @@ func TestProduceBatchDrainError(t *testing.T) {
 			defer cancelShort()
 			err := b.Close(short)
 			var de *mainbus.DrainError[int]
-			if !errors.As(err, &de) || !errors.Is(err, context.DeadlineExceeded) || de.Resource != "iron" {
-				t.Fatalf("Close: %T %v; want an iron *DrainError wrapping DeadlineExceeded", err, err)
+			if !errors.As(err, &de) || !errors.Is(err, context.DeadlineExceeded) ||
+				de.Resource != "iron" {
+				t.Fatalf("Close: %T %v; want an iron *DrainError wrapping DeadlineExceeded",
+					err, err)
 			}
 
-			lane := func(ev mainbus.Event[int]) int { return mainbus.KeyHash().Pick(ev.Key, fixedLanes(conveyors)) }
+			lane := func(ev mainbus.Event[int]) int {
+				return mainbus.KeyHash().Pick(ev.Key, fixedLanes(conveyors))
+			}
 			var want, got [conveyors][]uint64
 			for _, ev := range batch {
 				want[lane(ev)] = append(want[lane(ev)], ev.ID)
@@ -1538,7 +1648,8 @@ func TestProduceBatchDrainError(t *testing.T) {
 			}
 			for _, ev := range de.Undelivered {
 				if ev.Resource != "iron" || ev.Time.IsZero() || ev.Value != int(ev.ID)*10 {
-					t.Errorf("handed back %+v; want the event as produced, with resource and time", ev)
+					t.Errorf("handed back %+v; want the event as produced, with resource and time",
+						ev)
 				}
 				got[lane(ev)] = append(got[lane(ev)], ev.ID)
 			}
@@ -1552,10 +1663,11 @@ func TestProduceBatchDrainError(t *testing.T) {
 // TestProduceBatchResizeKeepsOrder checks that a batch whose producer
 // waits on a full conveyor when a Resize comes keeps its order on the new
 // conveyors. Of two conveyors, L0 is held: its handler has event 1, its
-// one-slot buffer event 2. The batch is event 3 for L1, then a stack of
-// 64 for L0, on which the producer waits. A Resize to one conveyor then
-// moves the batch there: the producer's events, now all on one conveyor,
-// must be handled in the order given.
+// one-slot buffer event 2. The batch is a stack of 64 for L0, events 3
+// and 5 to 67, with event 4 for L1 among them; the producer waits to place
+// the full stack on L0. A Resize to one conveyor then moves the batch
+// there: the producer's events, now all on one conveyor, must be handled
+// in the order given.
 func TestProduceBatchResizeKeepsOrder(t *testing.T) {
 	t.Parallel()
 	k0, k1 := stackKeys(t)
@@ -1568,16 +1680,17 @@ func TestProduceBatchResizeKeepsOrder(t *testing.T) {
 					mainbus.WithExactConveyors(), mainbus.WithBuffer(1),
 					mainbus.WithBalancer(mainbus.KeyHash()))
 				for _, id := range []uint64{1, 2} {
-					if err := b.Produce(context.Background(), mainbus.Event[int]{ID: id, Key: k0}); err != nil {
+					if err := b.Produce(context.Background(),
+						mainbus.Event[int]{ID: id, Key: k0}); err != nil {
 						t.Fatalf("Produce: %v", err)
 					}
 					if id == 1 {
 						g.waitStart(t, 1)
 					}
 				}
-				batch := []mainbus.Event[int]{{ID: 3, Key: k1}}
-				for id := range uint64(mainbus.StackSize) {
-					batch = append(batch, mainbus.Event[int]{ID: 4 + id, Key: k0})
+				batch := []mainbus.Event[int]{{ID: 3, Key: k0}, {ID: 4, Key: k1}}
+				for id := range uint64(mainbus.StackSize - 1) {
+					batch = append(batch, mainbus.Event[int]{ID: 5 + id, Key: k0})
 				}
 				produced := make(chan error, 1)
 				go func() { produced <- b.ProduceBatch(context.Background(), batch) }()
