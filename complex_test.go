@@ -13,10 +13,6 @@ import (
 	"github.com/mainbus-go/mainbus"
 )
 
-// cxWait bounds every wait of these tests, so that a broken promise fails
-// a test instead of hanging it.
-const cxWait = 10 * time.Second
-
 // cxNewBus builds a bus and makes sure it is closed when the test ends.
 func cxNewBus[T any](t *testing.T, resource string, h mainbus.Handler[T],
 	opts ...mainbus.Option) *mainbus.Bus[T] {
@@ -28,7 +24,7 @@ func cxNewBus[T any](t *testing.T, resource string, h mainbus.Handler[T],
 	t.Cleanup(func() {
 		// Handlers of these tests watch their context, so a bounded
 		// Close always ends.
-		ctx, cancel := context.WithTimeout(context.Background(), cxWait)
+		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 		defer cancel()
 		_ = b.Close(ctx)
 	})
@@ -67,18 +63,6 @@ func (c *cxCounter[T]) check(t *testing.T, name string, n int) {
 		if c.seen[id] != 1 {
 			t.Errorf("%s: event %d handled %d times, want 1", name, id, c.seen[id])
 		}
-	}
-}
-
-// cxRecv waits for one value from ch, failing t after cxWait.
-func cxRecv[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(cxWait):
-		t.Fatalf("timed out after %v waiting for %s", cxWait, what)
-		panic("unreachable")
 	}
 }
 
@@ -157,7 +141,7 @@ func TestComplexZeroValueEmpty(t *testing.T) {
 	if !errors.Is(err, mainbus.ErrUnknownResource) {
 		t.Errorf("Bus(iron) on a zero Complex = %v, want ErrUnknownResource", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), cxWait)
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
 	if err := x.Wait(ctx); err != nil {
 		t.Errorf("Wait on a zero Complex = %v, want nil", err)
@@ -379,7 +363,7 @@ func TestComplexCloseClosesAll(t *testing.T) {
 		go func() { results <- x.Close(ctx) }()
 	}
 	for range closers {
-		if err := cxRecv(t, results, "Complex.Close"); err != nil {
+		if err := recv(t, results, "Complex.Close"); err != nil {
 			t.Errorf("Close = %v, want nil", err)
 		}
 	}
@@ -402,7 +386,7 @@ func TestComplexCloseClosesAll(t *testing.T) {
 	if err := x.Close(ctx); err != nil {
 		t.Errorf("second Close = %v, want nil", err)
 	}
-	wctx, cancel := context.WithTimeout(ctx, cxWait)
+	wctx, cancel := context.WithTimeout(ctx, waitLimit)
 	defer cancel()
 	if err := x.Wait(wctx); err != nil {
 		t.Errorf("Wait after Close = %v, want nil", err)
@@ -464,10 +448,10 @@ func TestComplexCloseDeadlineDrainError(t *testing.T) {
 			t.Fatalf("Produce on iron: %v", err)
 		}
 	}
-	cxRecv(t, started, "copper's handler to start")
+	recv(t, started, "copper's handler to start")
 	// iron has nothing left to drain, so only copper can miss the deadline.
 	for range 3 {
-		cxRecv(t, ironDone, "iron's events")
+		recv(t, ironDone, "iron's events")
 	}
 
 	ctx, cancel := context.WithTimeout(bg, 50*time.Millisecond)
@@ -554,10 +538,10 @@ func TestComplexCloseFromHandler(t *testing.T) {
 		}
 	}
 	close(gate)
-	if err := cxRecv(t, closed, "Complex.Close inside a handler to return"); err != nil {
+	if err := recv(t, closed, "Complex.Close inside a handler to return"); err != nil {
 		t.Errorf("Complex.Close inside a handler = %v, want nil", err)
 	}
-	ctx, cancel := context.WithTimeout(bg, cxWait)
+	ctx, cancel := context.WithTimeout(bg, waitLimit)
 	defer cancel()
 	if err := x.Wait(ctx); err != nil {
 		t.Fatalf("Wait after Close from a handler = %v, want nil", err)
@@ -589,7 +573,7 @@ func TestComplexAddLeavesOthersUntouched(t *testing.T) {
 		}
 	}
 	for range 100 {
-		cxRecv(t, ironDone, "iron's first 100 events")
+		recv(t, ironDone, "iron's first 100 events")
 	}
 
 	var coppers cxCounter[string]
@@ -613,7 +597,7 @@ func TestComplexAddLeavesOthersUntouched(t *testing.T) {
 		}
 	}
 	for range 100 {
-		cxRecv(t, ironDone, "iron's events produced after Add(copper)")
+		recv(t, ironDone, "iron's events produced after Add(copper)")
 	}
 	if cxClosed(iron.Done()) {
 		t.Error("adding copper stopped iron")

@@ -452,7 +452,7 @@ func TestProduceFromHandler(t *testing.T) {
 			}
 			// A context that outlives the test: waiting on it would
 			// show as DeadlineExceeded, not ErrWouldBlock.
-			ctx, cancel := context.WithTimeout(ctx, policyWait)
+			ctx, cancel := context.WithTimeout(ctx, waitLimit)
 			defer cancel()
 			results <- []error{
 				b.Produce(ctx, policyEvent(2)), // fills the one slot
@@ -464,7 +464,7 @@ func TestProduceFromHandler(t *testing.T) {
 		b = newPolicyBus(t, "iron", h, nil, mainbus.WithConveyors(1),
 			mainbus.WithExactConveyors(), mainbus.WithBuffer(1))
 		policyProduce(t, b, 1)
-		errs := policyRecv(t, results, "handler's Produce results")
+		errs := recv(t, results, "handler's Produce results")
 		if errs[0] != nil {
 			t.Fatalf("Produce into room from a handler: %v", errs[0])
 		}
@@ -498,8 +498,8 @@ func TestProduceFromHandler(t *testing.T) {
 		policyProduce(t, b, 1)
 		select {
 		case <-done:
-		case <-time.After(policyWait):
-			t.Fatalf("chain did not complete within %v; reports %v", policyWait, reports.list())
+		case <-time.After(waitLimit):
+			t.Fatalf("chain did not complete within %v; reports %v", waitLimit, reports.list())
 		}
 		policyClose(t, b)
 		checkIDs(t, "handled", handled.ids(), policyIDs(1, last))
@@ -542,7 +542,7 @@ func TestCloseCutsFailingEvent(t *testing.T) {
 				return []mainbus.Option{mainbus.WithRetry(2, time.Hour, time.Hour)}
 			},
 			stuck: func(t *testing.T, reports *policyErrors) {
-				policyPoll(t, "first attempt at event 1 reported", func() bool {
+				pollUntil(t, func() bool {
 					return len(reports.list()) == 1
 				})
 			},
@@ -567,7 +567,7 @@ func TestCloseCutsFailingEvent(t *testing.T) {
 				return []mainbus.Option{mainbus.WithDeadLetter(dl)}
 			},
 			stuck: func(t *testing.T, reports *policyErrors) {
-				policyPoll(t, "event 2 reported", func() bool { return len(reports.list()) == 2 })
+				pollUntil(t, func() bool { return len(reports.list()) == 2 })
 			},
 			undelivered: []uint64{2, 3},
 			dead:        1,
@@ -588,7 +588,7 @@ func TestCloseCutsFailingEvent(t *testing.T) {
 				mainbus.WithBalancer(byKey), mainbus.WithErrorHandler(reports.add))
 			b := newPolicyBus(t, "iron", h, nil, opts...)
 
-			ctx, cancel := context.WithTimeout(context.Background(), policyWait)
+			ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 			defer cancel()
 			var accepted []uint64
 			for id := uint64(1); id <= 8; id++ {
@@ -603,7 +603,7 @@ func TestCloseCutsFailingEvent(t *testing.T) {
 			}
 			tc.stuck(t, &reports)
 			// L1 goes on while L0 is stuck.
-			policyPoll(t, "L1 handles its events", func() bool { return len(handled.ids()) == 5 })
+			pollUntil(t, func() bool { return len(handled.ids()) == 5 })
 
 			short, cancelShort := context.WithTimeout(context.Background(), 20*time.Millisecond)
 			defer cancelShort()

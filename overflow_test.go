@@ -19,10 +19,6 @@ import (
 // The helpers below, all named policy…, are shared by overflow_test.go
 // and failure_test.go.
 
-// policyWait bounds every wait of these tests. Reaching it means the bus
-// hangs where its promise says it returns.
-const policyWait = 10 * time.Second
-
 // policyLog records events in the order they arrive. It is safe for
 // concurrent use.
 type policyLog struct {
@@ -117,8 +113,8 @@ func (g *policyGate) step(t *testing.T) {
 	t.Helper()
 	select {
 	case g.release <- struct{}{}:
-	case <-time.After(policyWait):
-		t.Fatalf("no handler took the release token within %v", policyWait)
+	case <-time.After(waitLimit):
+		t.Fatalf("no handler took the release token within %v", waitLimit)
 	}
 }
 
@@ -128,33 +124,8 @@ func (g *policyGate) open() { g.openOnce.Do(func() { close(g.release) }) }
 // waitStart waits until the handler begins an event and checks it is want.
 func (g *policyGate) waitStart(t *testing.T, want uint64) {
 	t.Helper()
-	if got := policyRecv(t, g.started, "handler start"); got != want {
+	if got := recv(t, g.started, "handler start"); got != want {
 		t.Fatalf("handler began event %d; want %d", got, want)
-	}
-}
-
-// policyRecv receives from ch, failing the test after policyWait.
-func policyRecv[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(policyWait):
-		t.Fatalf("no %s within %v", what, policyWait)
-		var zero T
-		return zero
-	}
-}
-
-// policyPoll waits until cond holds, failing the test after policyWait.
-func policyPoll(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(policyWait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, policyWait)
-		}
-		runtime.Gosched()
 	}
 }
 
@@ -172,7 +143,7 @@ func newPolicyBus[T any](t *testing.T, resource string, h mainbus.Handler[T], re
 		if release != nil {
 			release()
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), policyWait)
+		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 		defer cancel()
 		_ = b.Close(ctx) // the result is checked by the tests that care
 	})
@@ -196,7 +167,7 @@ func policyEvent(id uint64) mainbus.Event[int] {
 // policyProduce produces the events ids, each of which must be accepted.
 func policyProduce(t *testing.T, b *mainbus.Bus[int], ids ...uint64) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), policyWait)
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
 	for _, id := range ids {
 		if err := b.Produce(ctx, policyEvent(id)); err != nil {
@@ -208,7 +179,7 @@ func policyProduce(t *testing.T, b *mainbus.Bus[int], ids ...uint64) {
 // policyClose closes b and checks that Close returns nil.
 func policyClose[T any](t *testing.T, b *mainbus.Bus[T]) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), policyWait)
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
 	if err := b.Close(ctx); err != nil {
 		t.Fatalf("Close: %v", err)
@@ -288,7 +259,7 @@ func TestOverflowBlock(t *testing.T) {
 			// makes room for event 3.
 			g.step(t)
 			g.waitStart(t, 2)
-			if err := policyRecv(t, res, "Produce result"); err != nil {
+			if err := recv(t, res, "Produce result"); err != nil {
 				t.Fatalf("Produce once room appeared: %v", err)
 			}
 			g.open()
@@ -338,7 +309,7 @@ func TestOverflowBlock(t *testing.T) {
 				if tc.want == context.Canceled {
 					cancel()
 				} // else the bubble's clock runs to the deadline
-				checkProduceError(t, policyRecv(t, res, "Produce result"), 0, tc.want)
+				checkProduceError(t, recv(t, res, "Produce result"), 0, tc.want)
 
 				// Event 3 was given up on: it must not turn up once room
 				// appears, while event 4 produced after it does.
@@ -360,11 +331,11 @@ func TestOverflowBlock(t *testing.T) {
 			res := blocked(t, b, context.Background(), 3)
 			closed := make(chan error, 1)
 			go func() { closed <- b.Close(context.Background()) }()
-			if err := policyRecv(t, res, "Produce result"); !errors.Is(err, mainbus.ErrClosed) {
+			if err := recv(t, res, "Produce result"); !errors.Is(err, mainbus.ErrClosed) {
 				t.Fatalf("Produce waiting during Close returned %v; want ErrClosed", err)
 			}
 			g.open()
-			if err := policyRecv(t, closed, "Close result"); err != nil {
+			if err := recv(t, closed, "Close result"); err != nil {
 				t.Fatalf("Close: %v", err)
 			}
 			checkIDs(t, "handled", g.handled.ids(), []uint64{1, 2})
@@ -386,7 +357,7 @@ func TestOverflowReject(t *testing.T) {
 	policyProduce(t, b, 2)
 
 	// A context that outlives the test: Produce must not wait on it.
-	ctx, cancel := context.WithTimeout(context.Background(), policyWait)
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
 	for _, tc := range []struct {
 		name    string
@@ -441,7 +412,7 @@ func TestOverflowDrop(t *testing.T) {
 			// already waiting; until it is, a dropping policy discards.
 			// Those early drops are expected too.
 			var k uint64
-			deadline := time.Now().Add(policyWait)
+			deadline := time.Now().Add(waitLimit)
 			for id := uint64(1); k == 0; id++ {
 				policyProduce(t, b, id)
 				switch {
@@ -555,7 +526,7 @@ func TestOverflowBounded(t *testing.T) {
 				}
 			}()
 
-			ctx, cancel := context.WithTimeout(context.Background(), policyWait)
+			ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 			defer cancel()
 			var rejected atomic.Int64
 			var wg sync.WaitGroup

@@ -185,22 +185,12 @@ func (g *resizeGate) handle(ctx context.Context, _ int, ev mainbus.Event[int]) e
 	return nil
 }
 
-func newResizeBus(t *testing.T, h mainbus.Handler[int], opts ...mainbus.Option) *mainbus.Bus[int] {
-	t.Helper()
-	b, err := mainbus.New("iron", h, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close(context.Background()) })
-	return b
-}
-
 // TestResizeReleasesBlockedProducer checks that a producer waiting on a
 // full conveyor moves to the new conveyors when a Resize adds room,
 // without waiting for the old conveyor to drain.
 func TestResizeReleasesBlockedProducer(t *testing.T) {
 	g := newResizeGate()
-	bus := newResizeBus(t, g.handle, mainbus.WithConveyors(1), mainbus.WithExactConveyors(),
+	bus := newBus(t, g.handle, mainbus.WithConveyors(1), mainbus.WithExactConveyors(),
 		mainbus.WithBuffer(1), mainbus.WithBalancer(mainbus.RoundRobin()))
 	ctx := context.Background()
 	for id := range 2 { // one in the handler, one in the buffer
@@ -242,7 +232,7 @@ func TestResizeReleasesBlockedProducer(t *testing.T) {
 // old conveyors still hold.
 func TestResizeWaitsForOldConveyors(t *testing.T) {
 	g := newResizeGate()
-	bus := newResizeBus(t, g.handle, mainbus.WithConveyors(2), mainbus.WithBuffer(4),
+	bus := newBus(t, g.handle, mainbus.WithConveyors(2), mainbus.WithBuffer(4),
 		mainbus.WithBalancer(mainbus.KeyHash()))
 	ctx := context.Background()
 	for id := range 4 {
@@ -271,7 +261,7 @@ func TestResizeWaitsForOldConveyors(t *testing.T) {
 }
 
 func TestResizeInput(t *testing.T) {
-	bus := newResizeBus(t, func(context.Context, int, mainbus.Event[int]) error { return nil })
+	bus := newBus(t, func(context.Context, int, mainbus.Event[int]) error { return nil })
 	ctx := context.Background()
 	for _, n := range []int{0, -3, 1 << 20} {
 		err := bus.Resize(ctx, n)
@@ -302,7 +292,7 @@ func TestResizeFromHandler(t *testing.T) {
 	var resizes atomic.Int32
 	errs := make(chan error, 1)
 	var bus *mainbus.Bus[int]
-	bus = newResizeBus(t, func(ctx context.Context, _ int, ev mainbus.Event[int]) error {
+	bus = newBus(t, func(ctx context.Context, _ int, ev mainbus.Event[int]) error {
 		if ev.ID == 3 && resizes.Add(1) == 1 {
 			errs <- bus.Resize(context.Background(), 8)
 		}
@@ -327,7 +317,7 @@ func TestResizeFromHandler(t *testing.T) {
 // TestStatsDuringResize polls Stats while a bus under load is resized and
 // checks that no depth passes its capacity and no total goes down.
 func TestStatsDuringResize(t *testing.T) {
-	bus := newResizeBus(t, func(context.Context, int, mainbus.Event[int]) error { return nil },
+	bus := newBus(t, func(context.Context, int, mainbus.Event[int]) error { return nil },
 		mainbus.WithBuffer(4))
 	ctx := context.Background()
 	var wg sync.WaitGroup

@@ -53,7 +53,7 @@ func newStackBus[T any](t *testing.T, stacked bool, h mainbus.StackHandler[T], r
 		if release != nil {
 			release()
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), policyWait)
+		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 		defer cancel()
 		_ = b.Close(ctx)
 	})
@@ -152,7 +152,7 @@ func (g *stackGate) open() { g.openOnce.Do(func() { close(g.release) }) }
 // waitStart waits until the handler begins a call and checks its IDs.
 func (g *stackGate) waitStart(t *testing.T, want ...uint64) {
 	t.Helper()
-	stackCheckIDs(t, "handler start", policyRecv(t, g.started, "handler start"), want)
+	stackCheckIDs(t, "handler start", recv(t, g.started, "handler start"), want)
 }
 
 // newGatedStackBus builds an "iron" bus of one conveyor whose handler, of
@@ -846,7 +846,7 @@ func TestProduceBatchBlockContext(t *testing.T) {
 						if end.want == context.Canceled {
 							cancel()
 						} // else the bubble's clock runs to the deadline
-						err := policyRecv(t, res, "ProduceBatch result")
+						err := recv(t, res, "ProduceBatch result")
 						rejected := checkBatchError(t, err, end.want)
 						stackCheckIDs(t, "rejected", rejected,
 							policyIDs(2+2*mainbus.StackSize, 301))
@@ -897,7 +897,7 @@ func testProduceBatchFromHandler(t *testing.T, stacked bool,
 	h := func(ctx context.Context, c int, evs []mainbus.Event[int]) error {
 		if evs[0].ID == 1 {
 			// Bounded, so that a handler waiting on itself fails the test.
-			ctx, cancel := context.WithTimeout(produceCtx(ctx), policyWait)
+			ctx, cancel := context.WithTimeout(produceCtx(ctx), waitLimit)
 			defer cancel()
 			results <- b.ProduceBatch(ctx, stackBatch(2, 301))
 		}
@@ -906,7 +906,7 @@ func testProduceBatchFromHandler(t *testing.T, stacked bool,
 	b = newStackBus(t, stacked, h, nil, mainbus.WithConveyors(1),
 		mainbus.WithExactConveyors(), mainbus.WithBuffer(1))
 	policyProduce(t, b, 1)
-	err := policyRecv(t, results, "ProduceBatch result")
+	err := recv(t, results, "ProduceBatch result")
 	stackCheckIDs(t, "rejected", checkBatchError(t, err, mainbus.ErrWouldBlock),
 		policyIDs(2+mainbus.StackSize, 301))
 	policyClose(t, b)
@@ -1224,7 +1224,7 @@ func TestProduceBatchReuse(t *testing.T) {
 				}
 				want := slices.Clone(batch)
 				// The stacks fit in the buffers while the gate is shut.
-				ctx, cancel := context.WithTimeout(context.Background(), policyWait)
+				ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 				defer cancel()
 				if err := b.ProduceBatch(ctx, batch); err != nil {
 					t.Fatalf("ProduceBatch: %v", err)
@@ -1603,7 +1603,7 @@ func TestProduceBatchDrainError(t *testing.T) {
 			}
 			// The stacks fit in the buffers: nothing waits, unless the
 			// bus fails to stack the batch.
-			ctx, cancel := context.WithTimeout(context.Background(), policyWait)
+			ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 			defer cancel()
 			if err := b.ProduceBatch(ctx, batch); err != nil {
 				t.Fatalf("ProduceBatch: %v", err)
@@ -1617,7 +1617,7 @@ func TestProduceBatchDrainError(t *testing.T) {
 				batch = append(batch, ev)
 			}
 			for range conveyors {
-				policyRecv(t, started, "handler start")
+				recv(t, started, "handler start")
 			}
 
 			short, cancelShort := context.WithTimeout(context.Background(), 10*time.Millisecond)
@@ -1700,10 +1700,10 @@ func TestProduceBatchResizeKeepsOrder(t *testing.T) {
 				go func() { resized <- b.Resize(context.Background(), 1) }()
 				synctest.Wait()
 				g.open()
-				if err := policyRecv(t, produced, "ProduceBatch result"); err != nil {
+				if err := recv(t, produced, "ProduceBatch result"); err != nil {
 					t.Fatalf("ProduceBatch: %v", err)
 				}
-				if err := policyRecv(t, resized, "Resize result"); err != nil {
+				if err := recv(t, resized, "Resize result"); err != nil {
 					t.Fatalf("Resize: %v", err)
 				}
 				policyClose(t, b)

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"sync/atomic"
 	"testing"
+
+	"github.com/mainbus-go/mainbus/internal/workload"
 	"time"
 
 	"github.com/panjf2000/ants/v2"
@@ -26,7 +28,7 @@ func runAnts(b *testing.B, producers int) error {
 	}
 
 	b.ResetTimer()
-	perr := split(b.N, producers, func(count int) error {
+	perr := workload.Split(b.N, producers, func(count int) error {
 		for range count {
 			if err := pool.Invoke(1); err != nil {
 				return err
@@ -39,5 +41,5 @@ func runAnts(b *testing.B, producers int) error {
 	if perr != nil || rerr != nil {
 		return errors.Join(perr, rerr)
 	}
-	return checkSum(sum.Load(), b.N)
+	return workload.CheckSum(sum.Load(), b.N)
 }

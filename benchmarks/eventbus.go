@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/mainbus-go/mainbus/internal/workload"
+
 	EventBus "github.com/asaskevich/EventBus"
 )
 
@@ -27,7 +29,7 @@ func runEventBus(b *testing.B, producers int) error {
 	}
 
 	b.ResetTimer()
-	_ = split(b.N, producers, func(count int) error {
+	_ = workload.Split(b.N, producers, func(count int) error {
 		for i := range count {
 			bus.Publish(topics[i%conveyors], 1)
 		}
@@ -35,5 +37,5 @@ func runEventBus(b *testing.B, producers int) error {
 	})
 	bus.WaitAsync()
 	b.StopTimer()
-	return checkSum(sum.Load(), b.N)
+	return workload.CheckSum(sum.Load(), b.N)
 }

@@ -4,6 +4,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/mainbus-go/mainbus/internal/workload"
+
 	"github.com/alitto/pond/v2"
 )
 
@@ -18,7 +20,7 @@ func runPond(b *testing.B, producers int) error {
 	pool := pond.NewPool(conveyors, pond.WithQueueSize(conveyors*buffer))
 
 	b.ResetTimer()
-	perr := split(b.N, producers, func(count int) error {
+	perr := workload.Split(b.N, producers, func(count int) error {
 		for range count {
 			v := 1
 			if err := pool.Go(func() { sum.Add(int64(v)) }); err != nil {
@@ -32,5 +34,5 @@ func runPond(b *testing.B, producers int) error {
 	if perr != nil {
 		return perr
 	}
-	return checkSum(sum.Load(), b.N)
+	return workload.CheckSum(sum.Load(), b.N)
 }

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/mainbus-go/mainbus/internal/workload"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -51,7 +53,7 @@ func runWatermill(b *testing.B, producers int) error {
 	}
 
 	b.ResetTimer()
-	perr := split(b.N, producers, func(count int) error {
+	perr := workload.Split(b.N, producers, func(count int) error {
 		for i := range count {
 			msg := message.NewMessage("", binary.AppendVarint(nil, 1))
 			if err := pubSub.Publish(topics[i%conveyors], msg); err != nil {
@@ -72,5 +74,5 @@ func runWatermill(b *testing.B, producers int) error {
 	if err := errors.Join(perr, werr, cerr); err != nil {
 		return err
 	}
-	return checkSum(sum.Load(), b.N)
+	return workload.CheckSum(sum.Load(), b.N)
 }

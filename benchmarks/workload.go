@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"runtime"
-	"sync"
 	"testing"
 	"time"
 
@@ -94,29 +92,4 @@ func settle(want int) error {
 		}
 		time.Sleep(time.Millisecond)
 	}
-}
-
-// split runs fn(count) on p goroutines whose counts add up to n, waits for
-// all of them and returns their errors joined.
-func split(n, p int, fn func(count int) error) error {
-	var wg sync.WaitGroup
-	errs := make([]error, p)
-	for i := range p {
-		count := n / p
-		if i < n%p {
-			count++
-		}
-		wg.Go(func() { errs[i] = fn(count) })
-	}
-	wg.Wait()
-	return errors.Join(errs...)
-}
-
-// checkSum reports whether the consumers' sum says every one of n events
-// of value 1 arrived exactly once.
-func checkSum(sum int64, n int) error {
-	if sum != int64(n) {
-		return fmt.Errorf("consumers summed %d, want %d: events lost or duplicated", sum, n)
-	}
-	return nil
 }

@@ -92,7 +92,7 @@ func Raw(producers int) (Run, error) {
 		})
 	}
 	return func(ctx context.Context, n int) error {
-		err := split(n, producers, func(count int) error {
+		err := Split(n, producers, func(count int) error {
 			for sent := 0; sent < count; {
 				if err := ctx.Err(); err != nil {
 					return err
@@ -110,7 +110,7 @@ func Raw(producers int) (Run, error) {
 		if err != nil {
 			return err
 		}
-		return checkSum(sum.Load(), n)
+		return CheckSum(sum.Load(), n)
 	}, nil
 }
 
@@ -136,7 +136,7 @@ func Single(producers int, balancer mainbus.Balancer) (Run, error) {
 	}
 	return func(ctx context.Context, n int) error {
 		bg := context.Background()
-		err := split(n, producers, func(count int) error {
+		err := Split(n, producers, func(count int) error {
 			for sent := 0; sent < count; {
 				if err := ctx.Err(); err != nil {
 					return err
@@ -172,7 +172,7 @@ func Stacked(producers int) (Run, error) {
 	}
 	return func(ctx context.Context, n int) error {
 		bg := context.Background()
-		err := split(n, producers, func(count int) error {
+		err := Split(n, producers, func(count int) error {
 			batch := make([]mainbus.Event[int], 0, Batch)
 			for count > 0 {
 				if err := ctx.Err(); err != nil {
@@ -201,12 +201,12 @@ func finish(bus *mainbus.Bus[int], produceErr error, sum *atomic.Int64, n int) e
 	if produceErr != nil || closeErr != nil {
 		return errors.Join(produceErr, closeErr)
 	}
-	return checkSum(sum.Load(), n)
+	return CheckSum(sum.Load(), n)
 }
 
-// split runs fn(count) on p goroutines whose counts add up to n, waits for
-// all of them and returns their errors joined.
-func split(n, p int, fn func(count int) error) error {
+// Split runs fn(count) on p goroutines whose counts add up to n, waits
+// for all of them and returns their errors joined.
+func Split(n, p int, fn func(count int) error) error {
 	var wg sync.WaitGroup
 	errs := make([]error, p)
 	for i := range p {
@@ -220,9 +220,9 @@ func split(n, p int, fn func(count int) error) error {
 	return errors.Join(errs...)
 }
 
-// checkSum reports whether the consumers' sum says every one of n events
+// CheckSum reports whether the consumers' sum says every one of n events
 // of value 1 arrived exactly once.
-func checkSum(sum int64, n int) error {
+func CheckSum(sum int64, n int) error {
 	if sum != int64(n) {
 		return fmt.Errorf("consumers summed %d, want %d: events lost or handled twice", sum, n)
 	}
