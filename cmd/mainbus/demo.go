@@ -32,10 +32,12 @@ func demoFlags(stderr io.Writer) (*flag.FlagSet, *demoConfig) {
 	}
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Var(&cfg.buses, "bus", "a bus as `NAME=CONVEYORS`; repeat for more buses; replaces the default iron=4 and copper=2")
+	fs.Var(&cfg.buses, "bus", "a bus as `NAME=CONVEYORS`; repeat for more buses; "+
+		"replaces the default iron=4 and copper=2")
 	fs.Var(&cfg.events, "events", "`N` events produced on each bus")
 	fs.Var(&cfg.buffer, "buffer", "`N` events each conveyor holds")
-	fs.Var(&cfg.balancer, "balancer", "`NAME` of the way conveyors are picked: "+strings.Join(balancerNames, ", "))
+	fs.Var(&cfg.balancer, "balancer",
+		"`NAME` of the way conveyors are picked: "+strings.Join(balancerNames, ", "))
 	fs.Var(&cfg.seed, "seed", "`N` seeds the random balancer, for repeatable runs")
 	fs.Usage = func() {}
 	return fs, cfg
@@ -60,11 +62,13 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "mainbus demo: unexpected argument %q; the demo takes flags only\n", fs.Arg(0))
+		fmt.Fprintf(stderr, "mainbus demo: unexpected argument %q; the demo takes flags only\n",
+			fs.Arg(0))
 		return exitUsage
 	}
 	if cfg.seed.set && cfg.balancer != "random" {
-		fmt.Fprintf(stderr, "mainbus demo: --seed applies to the random balancer only, not %s\n", cfg.balancer)
+		fmt.Fprintf(stderr, "mainbus demo: --seed applies to the random balancer only, not %s\n",
+			cfg.balancer)
 		return exitUsage
 	}
 

@@ -38,7 +38,8 @@ func (f *busFlags) Set(v string) error {
 	}
 	n, err := strconv.Atoi(count)
 	if err != nil {
-		return fmt.Errorf("conveyors %q is not a whole number; want NAME=CONVEYORS, as in iron=4", count)
+		return fmt.Errorf("conveyors %q is not a whole number; "+
+			"want NAME=CONVEYORS, as in iron=4", count)
 	}
 	if n < 1 {
 		return fmt.Errorf("bus %s has %d conveyors; want 1 or more", name, n)

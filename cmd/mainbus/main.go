@@ -42,7 +42,8 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"demo", "run the seed factory: iron and copper buses (the default)", runDemo},
-		{"bench", "compare a bus with raw channels: ns, allocations and latency per event", runBench},
+		{"bench", "compare a bus with raw channels: ns, allocations and latency per event",
+			runBench},
 	}
 }
 
