@@ -286,17 +286,22 @@ func (b *Bus[T]) produceIn(ctx context.Context, l *layout[T], ev Event[T], wait 
 	return b.place(ctx, l, c, item[T]{ev: ev}, wait, d)
 }
 
+// checkOwn returns an error if ev is for another resource than the bus's.
+func (b *Bus[T]) checkOwn(ev *Event[T]) error {
+	if ev.Resource == "" || ev.Resource == b.resource {
+		return nil
+	}
+	return fmt.Errorf("%w: event %d is for %q, produced on the %s bus; "+
+		"leave Resource empty or set it to %q",
+		ErrUnknownResource, ev.ID, ev.Resource, b.resource, b.resource)
+}
+
 // stamp fills in the fields the bus owns.
 func (b *Bus[T]) stamp(ev *Event[T]) error {
-	switch ev.Resource {
-	case "":
-		ev.Resource = b.resource
-	case b.resource:
-	default:
-		return fmt.Errorf("%w: event %d is for %q, produced on the %s bus; "+
-			"leave Resource empty or set it to %q",
-			ErrUnknownResource, ev.ID, ev.Resource, b.resource, b.resource)
+	if err := b.checkOwn(ev); err != nil {
+		return err
 	}
+	ev.Resource = b.resource
 	if ev.Time.IsZero() {
 		ev.Time = time.Now()
 	}

@@ -24,27 +24,42 @@ func (b *Bus[T]) consume(l *layout[T], c *conveyor[T], r *retrial[T]) {
 	id := goid()
 	b.gids.Store(id, struct{}{})
 
-	// cut is set when the consumer leaves because Close ran out of time:
-	// its conveyor is not drained then, so it must not count down live.
-	cut := false
+	// drained stays false when the consumer leaves because Close ran out
+	// of time, or unwinds from a Goexit: its conveyor is not drained then.
+	// (After a Goexit the replacement consumer counts itself in first.)
+	drained := false
 	defer func() {
 		b.gids.Delete(id)
-		if !cut {
+		if drained || !b.isCut() {
 			l.release()
 		}
 		b.consumers.Done()
 	}()
+	drained = b.run(l, c, r)
+}
 
+// isCut reports whether a Close has cut the drain short.
+func (b *Bus[T]) isCut() bool {
+	select {
+	case <-b.abort:
+		return true
+	default:
+		return false
+	}
+}
+
+// run hands the events of c to the handler until the layout has retired
+// and c is empty, and reports true; or until Close cuts the drain short,
+// and reports false.
+func (b *Bus[T]) run(l *layout[T], c *conveyor[T], r *retrial[T]) bool {
 	if r != nil && !b.resume(l, c, r) {
-		cut = true
-		return
+		return false
 	}
 	if l.after != nil {
 		select {
 		case <-l.after:
 		case <-b.abort:
-			cut = true
-			return
+			return false
 		}
 	}
 	for {
@@ -52,8 +67,7 @@ func (b *Bus[T]) consume(l *layout[T], c *conveyor[T], r *retrial[T]) {
 		select {
 		case it := <-c.ch:
 			if !b.take(l, c, it) {
-				cut = true
-				return
+				return false
 			}
 			continue
 		default:
@@ -61,8 +75,7 @@ func (b *Bus[T]) consume(l *layout[T], c *conveyor[T], r *retrial[T]) {
 		select {
 		case it := <-c.ch:
 			if !b.take(l, c, it) {
-				cut = true
-				return
+				return false
 			}
 		case <-l.idle:
 			// No producer can send any more: what is in the channel is
@@ -71,16 +84,14 @@ func (b *Bus[T]) consume(l *layout[T], c *conveyor[T], r *retrial[T]) {
 				select {
 				case it := <-c.ch:
 					if !b.take(l, c, it) {
-						cut = true
-						return
+						return false
 					}
 				default:
-					return
+					return true
 				}
 			}
 		case <-b.abort:
-			cut = true
-			return
+			return false
 		}
 	}
 }

@@ -155,11 +155,9 @@ func (b *Bus[T]) produceBatch(ctx context.Context, evs []Event[T], wait bool) er
 	if len(evs) == 0 && b.closed.Load() {
 		return ErrClosed
 	}
-	for _, ev := range evs {
-		if ev.Resource != "" && ev.Resource != b.resource {
-			wrong := Event[T]{ID: ev.ID, Resource: ev.Resource}
-			return &BatchError[T]{Resource: b.resource, Rejected: slices.Clone(evs),
-				Err: b.stamp(&wrong)} // stamp says what is wrong
+	for i := range evs {
+		if err := b.checkOwn(&evs[i]); err != nil {
+			return &BatchError[T]{Resource: b.resource, Rejected: slices.Clone(evs), Err: err}
 		}
 	}
 	var (

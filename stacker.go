@@ -93,8 +93,8 @@ func (s *Stacker[T]) Produce(ctx context.Context, ev Event[T]) error {
 	if ctx == nil {
 		return invalid("Stacker.Produce got a nil context; want context.Background() or another")
 	}
-	if ev.Resource != "" && ev.Resource != s.bus.resource {
-		return s.bus.stamp(&ev) // says what is wrong
+	if err := s.bus.checkOwn(&ev); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	if err := s.check(); err != nil {
