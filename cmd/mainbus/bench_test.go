@@ -190,16 +190,7 @@ func TestBenchBadInput(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			out, errOut, code := runCLI(t, append([]string{"bench"}, tt.args...)...)
-			if code != exitUsage {
-				t.Errorf("exit %d, want %d", code, exitUsage)
-			}
-			if !strings.Contains(errOut, tt.want) {
-				t.Errorf("stderr %q does not say %q", errOut, tt.want)
-			}
-			if out != "" {
-				t.Errorf("stdout %q, want nothing", out)
-			}
+			checkUsageError(t, append([]string{"bench"}, tt.args...), tt.want)
 		})
 	}
 }

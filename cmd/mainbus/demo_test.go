@@ -28,6 +28,22 @@ func runCLI(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	return out.String(), errOut.String(), code
 }
 
+// checkUsageError runs the command with args and checks that it exits
+// with the usage status, says want on stderr and prints nothing else.
+func checkUsageError(t *testing.T, args []string, want string) {
+	t.Helper()
+	out, errOut, code := runCLI(t, args...)
+	if code != exitUsage {
+		t.Errorf("exit %d, want %d", code, exitUsage)
+	}
+	if !strings.Contains(errOut, want) {
+		t.Errorf("stderr %q does not say %q", errOut, want)
+	}
+	if out != "" {
+		t.Errorf("stdout %q, want nothing", out)
+	}
+}
+
 // parseDemo parses demo output and returns, per resource, the conveyors
 // seen, and the IDs handled.
 func parseDemo(t *testing.T, out string) (lanes map[string][]string, ids map[string][]string) {
@@ -170,16 +186,7 @@ func TestBadInput(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			out, errOut, code := runCLI(t, tt.args...)
-			if code != exitUsage {
-				t.Errorf("exit %d, want %d", code, exitUsage)
-			}
-			if !strings.Contains(errOut, tt.want) {
-				t.Errorf("stderr %q does not say %q", errOut, tt.want)
-			}
-			if out != "" {
-				t.Errorf("stdout %q, want nothing", out)
-			}
+			checkUsageError(t, tt.args, tt.want)
 		})
 	}
 }
