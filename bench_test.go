@@ -54,7 +54,8 @@ func BenchmarkBalancer(b *testing.B) {
 	}
 	for _, bal := range balancers {
 		b.Run(bal.name, func(b *testing.B) {
-			benchCase(b, func(p int) (workload.Run, error) { return workload.Single(p, bal.new()) }, 8)
+			single := func(p int) (workload.Run, error) { return workload.Single(p, bal.new()) }
+			benchCase(b, single, 8)
 		})
 	}
 }

@@ -71,8 +71,10 @@ func benchFlags(stderr io.Writer) (*flag.FlagSet, *benchConfig) {
 	cfg := &benchConfig{duration: benchDuration(time.Second)}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Var(&cfg.duration, "duration", "how long each case runs: `D`, a duration such as 200ms or 2s, at most 10m")
-	fs.BoolVar(&cfg.json, "json", false, "print the results as one JSON document instead of a table")
+	fs.Var(&cfg.duration, "duration",
+		"how long each case runs: `D`, a duration such as 200ms or 2s, at most 10m")
+	fs.BoolVar(&cfg.json, "json", false,
+		"print the results as one JSON document instead of a table")
 	fs.Usage = func() {}
 	return fs, cfg
 }
@@ -115,7 +117,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitUsage
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "mainbus bench: unexpected argument %q; bench takes flags only\n", fs.Arg(0))
+		fmt.Fprintf(stderr, "mainbus bench: unexpected argument %q; bench takes flags only\n",
+			fs.Arg(0))
 		return exitUsage
 	}
 
@@ -211,7 +214,9 @@ func bench(ctx context.Context, d time.Duration, p *progress) (*benchReport, err
 	}
 
 	for _, name := range []string{"single", "stacked"} {
-		i := slices.IndexFunc(rep.Cases, func(r caseResult) bool { return r.Case == name && r.Producers == 1 })
+		i := slices.IndexFunc(rep.Cases, func(r caseResult) bool {
+			return r.Case == name && r.Producers == 1
+		})
 		rate := rep.Cases[i].EventsPerSec / 2
 		p.start("latency " + name)
 		l, err := measureLatency(ctx, name, rate, d/2)
@@ -229,7 +234,8 @@ func bench(ctx context.Context, d time.Duration, p *progress) (*benchReport, err
 // measure runs case c with producers producers, calibrating like the
 // testing package: runs grow until one lasts a tenth of d, and the next,
 // sized to last d, is the one measured. Each run sets the case up afresh.
-func measure(ctx context.Context, c workload.Case, producers int, d time.Duration) (caseResult, error) {
+func measure(ctx context.Context, c workload.Case, producers int,
+	d time.Duration) (caseResult, error) {
 	n, final := 100, false
 	for {
 		r, err := runOnce(ctx, c, producers, n)
@@ -279,7 +285,8 @@ func runOnce(ctx context.Context, c workload.Case, producers, n int) (caseResult
 // measureLatency runs case name ("single" or "stacked") of the workload
 // with one producer paced at rate events/s for about window and returns
 // the percentiles of the time from produce to handler over every event.
-func measureLatency(ctx context.Context, name string, rate float64, window time.Duration) (latencyResult, error) {
+func measureLatency(ctx context.Context, name string, rate float64,
+	window time.Duration) (latencyResult, error) {
 	batch, calls := 1, 1 // events per produce call, handler calls per produce call
 	if name == "stacked" {
 		batch, calls = workload.Batch, (workload.Batch+mainbus.StackSize-1)/mainbus.StackSize
@@ -292,10 +299,11 @@ func measureLatency(ctx context.Context, name string, rate float64, window time.
 	var bus *mainbus.Bus[int]
 	var err error
 	if name == "stacked" {
-		bus, err = mainbus.NewStacked("iron", func(_ context.Context, _ int, evs []mainbus.Event[int]) error {
+		record := func(_ context.Context, _ int, evs []mainbus.Event[int]) error {
 			rec.stack(time.Now(), evs) // the whole stack is handed over at once
 			return nil
-		}, opts...)
+		}
+		bus, err = mainbus.NewStacked("iron", record, opts...)
 	} else {
 		bus, err = mainbus.New("iron", func(_ context.Context, _ int, ev mainbus.Event[int]) error {
 			rec.add(time.Since(ev.Time), 1)
@@ -403,7 +411,8 @@ func weightedPercentile(sorted []latencySample, n, p int) time.Duration {
 // carries the time it is produced. The producer spins, yielding, until a
 // batch is due: at the rates measured here the gaps are far shorter than
 // a timer can wait. It returns how long producing took.
-func pace(ctx context.Context, bus *mainbus.Bus[int], n, batch int, rate float64) (time.Duration, error) {
+func pace(ctx context.Context, bus *mainbus.Bus[int], n, batch int,
+	rate float64) (time.Duration, error) {
 	evs := make([]mainbus.Event[int], 0, batch)
 	gap := float64(time.Second) / rate
 	start := time.Now()

@@ -159,14 +159,15 @@ func Single(producers int, balancer mainbus.Balancer) (Run, error) {
 // one call.
 func Stacked(producers int) (Run, error) {
 	var sum atomic.Int64
-	bus, err := mainbus.NewStacked("iron", func(_ context.Context, _ int, evs []mainbus.Event[int]) error {
+	add := func(_ context.Context, _ int, evs []mainbus.Event[int]) error {
 		var s int64
 		for i := range evs {
 			s += int64(evs[i].Value)
 		}
 		sum.Add(s)
 		return nil
-	}, Options(mainbus.RoundRobin())...)
+	}
+	bus, err := mainbus.NewStacked("iron", add, Options(mainbus.RoundRobin())...)
 	if err != nil {
 		return nil, err
 	}
