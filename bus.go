@@ -43,6 +43,7 @@ type Bus[T any] struct {
 	onDrop      func(Event[T])
 	retry       retryPolicy
 	deadLetter  deadLetterSink[T]
+	epoch       time.Time // the zero of clock
 
 	// current is the layout producers use. Resize swaps it; the swap comes
 	// before the old layout retires, so a producer that finds its layout
@@ -127,6 +128,7 @@ func build[T any](resource string, h Handler[T], sh StackHandler[T],
 		abort:       make(chan struct{}),
 		done:        make(chan struct{}),
 		placed:      new(stack[T]),
+		epoch:       time.Now(),
 	}
 	if err := b.typed(cfg); err != nil {
 		return nil, fmt.Errorf("bus %s: %w", resource, err)
@@ -252,12 +254,13 @@ func (b *Bus[T]) TryProduce(ev Event[T]) error {
 }
 
 func (b *Bus[T]) produce(ctx context.Context, ev Event[T], wait bool) error {
-	if err := b.stamp(&ev); err != nil {
+	at, err := b.stamp(&ev)
+	if err != nil {
 		return err
 	}
 	var dropped drops[T]
 	for {
-		err := b.produceIn(ctx, b.current.Load(), ev, wait, &dropped)
+		err := b.produceIn(ctx, b.current.Load(), item[T]{ev: ev, at: at}, wait, &dropped)
 		if err != errRetired {
 			b.tell(&dropped)
 			return err
@@ -268,7 +271,7 @@ func (b *Bus[T]) produce(ctx context.Context, ev Event[T], wait bool) error {
 // produceIn tries to place ev in layout l. It returns errRetired if a
 // Resize retired l first, and the reload in produce then finds the new
 // layout.
-func (b *Bus[T]) produceIn(ctx context.Context, l *layout[T], ev Event[T], wait bool,
+func (b *Bus[T]) produceIn(ctx context.Context, l *layout[T], it item[T], wait bool,
 	d *drops[T]) error {
 	// Deferred, so that a panicking balancer does not leave the producer
 	// counted in and Close waiting for it.
@@ -279,11 +282,11 @@ func (b *Bus[T]) produceIn(ctx context.Context, l *layout[T], ev Event[T], wait 
 		}
 		return errRetired
 	}
-	c, err := b.pick(l, ev.Key)
+	c, err := b.pick(l, it.ev.Key)
 	if err != nil {
 		return err
 	}
-	return b.place(ctx, l, c, item[T]{ev: ev}, wait, d)
+	return b.place(ctx, l, c, it, wait, d)
 }
 
 // checkOwn returns an error if ev is for another resource than the bus's.
@@ -296,16 +299,18 @@ func (b *Bus[T]) checkOwn(ev *Event[T]) error {
 		ErrUnknownResource, ev.ID, ev.Resource, b.resource, b.resource)
 }
 
-// stamp fills in the fields the bus owns.
-func (b *Bus[T]) stamp(ev *Event[T]) error {
+// stamp fills in the fields the bus owns and returns the clock reading
+// that times the event's wait in queue. It reads the clock once.
+func (b *Bus[T]) stamp(ev *Event[T]) (at int64, err error) {
 	if err := b.checkOwn(ev); err != nil {
-		return err
+		return 0, err
 	}
 	ev.Resource = b.resource
 	if ev.Time.IsZero() {
 		ev.Time = time.Now()
+		return int64(ev.Time.Sub(b.epoch)), nil
 	}
-	return nil
+	return b.clock(), nil
 }
 
 func (b *Bus[T]) pick(l *layout[T], key string) (*conveyor[T], error) {
@@ -353,6 +358,19 @@ func (b *Bus[T]) place(ctx context.Context, l *layout[T], c *conveyor[T], it ite
 		default:
 		}
 	}
+	c.m.blocks.Add(1)
+	c.m.blocked.Add(1)
+	start := b.clock()
+	err := b.waitRoom(ctx, l, c, it)
+	c.m.blockedTime.Add(b.clock() - start)
+	c.m.blocked.Add(-1)
+	return err
+}
+
+// waitRoom waits for room on c, the conveyor of layout l, and sends it
+// there.
+func (b *Bus[T]) waitRoom(ctx context.Context, l *layout[T], c *conveyor[T], it item[T]) error {
+	n := it.size()
 	ok, done := await(ctx, c.w)
 	if !ok || b.inHandler(goid()) {
 		if ok {

@@ -36,6 +36,7 @@ func (b *Bus[T]) consume(l *layout[T], c *conveyor[T], r *retrial[T]) {
 		b.consumers.Done()
 	}()
 	drained = b.run(l, c, r)
+	c.flush()
 }
 
 // isCut reports whether a Close has cut the drain short.
@@ -62,6 +63,7 @@ func (b *Bus[T]) run(l *layout[T], c *conveyor[T], r *retrial[T]) bool {
 			return false
 		}
 	}
+	c.mark = b.clock()
 	for {
 		// Take what is waiting without the cost of the three-way select.
 		select {
@@ -72,12 +74,17 @@ func (b *Bus[T]) run(l *layout[T], c *conveyor[T], r *retrial[T]) bool {
 			continue
 		default:
 		}
+		// The conveyor is empty: publish the timings before waiting, and
+		// read the clock after, since waiting is not handling.
+		c.flush()
 		select {
 		case it := <-c.ch:
+			c.mark = b.clock()
 			if !b.take(l, c, it) {
 				return false
 			}
 		case <-l.idle:
+			c.mark = b.clock()
 			// No producer can send any more: what is in the channel is
 			// all there will ever be.
 			for {
@@ -99,6 +106,7 @@ func (b *Bus[T]) run(l *layout[T], c *conveyor[T], r *retrial[T]) bool {
 // take hands what one slot held to the handler. A stack goes back to the
 // pool once its events are delivered or kept for Close.
 func (b *Bus[T]) take(l *layout[T], c *conveyor[T], it item[T]) bool {
+	c.observeQueue(it.at, it.size())
 	if it.stack == nil {
 		if b.handleStack != nil {
 			c.one[0] = it.ev
@@ -117,16 +125,25 @@ func (b *Bus[T]) take(l *layout[T], c *conveyor[T], it item[T]) bool {
 // calls runtime.Goexit which events are still to come; it is reset on the
 // way out by hand, not deferred, since after a Goexit the new consumer
 // owns it while this goroutine unwinds.
+//
+// The events are timed together, to read the clock once per stack rather
+// than once per event: each is counted as taking the stack's mean.
 func (b *Bus[T]) deliverEach(l *layout[T], c *conveyor[T], evs []Event[T]) bool {
+	c.inStack = true
 	for i, ev := range evs {
 		c.after = evs[i+1:]
 		if !b.deliver(l, c, ev) {
 			c.after = nil
+			c.inStack = false
 			c.held = append(c.held, evs[i+1:]...)
 			return false
 		}
 	}
 	c.after = nil
+	c.inStack = false
+	if len(evs) > 0 {
+		c.observeWork(b.clock(), uint64(len(evs)))
+	}
 	return true
 }
 
@@ -178,6 +195,8 @@ func (b *Bus[T]) deliverStack(l *layout[T], c *conveyor[T], evs []Event[T]) bool
 // resume finishes the delivery that a runtime.Goexit interrupted on the
 // consumer this one replaces.
 func (b *Bus[T]) resume(l *layout[T], c *conveyor[T], r *retrial[T]) bool {
+	c.inStack = false
+	c.mark = b.clock()
 	c.after = r.after // for a Goexit again while redoing
 	ok := b.redo(l, c, r)
 	c.after = nil
@@ -220,6 +239,10 @@ func (b *Bus[T]) failed(c *conveyor[T], evs []Event[T], err *HandlerError,
 		c.m.failed.Add(1)
 	}
 	b.report(err)
+	if !c.inStack {
+		// The backoff and the dead-letter bus are not the handler's time.
+		defer func() { c.mark = b.clock() }()
+	}
 	if attempt < b.retry.attempts {
 		c.m.retried.Add(1)
 		t := time.NewTimer(b.retry.delay(attempt))
@@ -324,6 +347,9 @@ func (b *Bus[T]) call(l *layout[T], c *conveyor[T], ev Event[T], attempt int) (h
 	}()
 	err := b.handle(c.ctx, c.index, ev)
 	returned = true
+	if !c.inStack {
+		c.observeWork(b.clock(), 1)
+	}
 	if err != nil {
 		return &HandlerError{Resource: b.resource, Conveyor: c.index, EventID: ev.ID,
 			Attempt: attempt, Err: err}
@@ -358,6 +384,7 @@ func (b *Bus[T]) callStack(l *layout[T], c *conveyor[T], evs []Event[T],
 	}()
 	err := b.handleStack(c.ctx, c.index, evs)
 	returned = true
+	c.observeWork(b.clock(), uint64(len(evs)))
 	if err != nil {
 		return &HandlerError{Resource: b.resource, Conveyor: c.index, EventID: evs[0].ID,
 			Attempt: attempt, Err: err}

@@ -30,14 +30,56 @@ type conveyor[T any] struct {
 	// after holds the events of the stack being delivered that come
 	// after the current one. Only the consumer uses it.
 	after []Event[T]
+
+	// The consumer's own timings: mark is its last clock reading, which
+	// starts the next handler call; queue and work count time in queue
+	// and in the handler until the next flush, after pending
+	// observations; inStack is set while the events of a stack go one by
+	// one to a handler of single events, which are timed together.
+	mark        int64
+	queue, work tally
+	pending     int
+	inStack     bool
+}
+
+// observeQueue counts n events that waited since at, by the last clock
+// reading.
+func (c *conveyor[T]) observeQueue(at int64, n uint64) {
+	c.queue.observe(c.mark-at, n)
+	c.count()
+}
+
+// observeWork counts n events whose handler ran from the last clock
+// reading to end, taking the same share each, and moves the mark to end.
+func (c *conveyor[T]) observeWork(end int64, n uint64) {
+	c.work.observe((end-c.mark)/int64(n), n)
+	c.mark = end
+	c.count()
+}
+
+func (c *conveyor[T]) count() {
+	c.pending++
+	if c.pending >= flushEvery {
+		c.flush()
+	}
+}
+
+// flush publishes the consumer's timings to its meter.
+func (c *conveyor[T]) flush() {
+	c.queue.flush(&c.m.queue)
+	c.work.flush(&c.m.work)
+	c.pending = 0
 }
 
 // A meter counts the events of one conveyor number. It outlives the
 // conveyors that share its number across resizes, so counters only grow.
 type meter struct {
-	// Producers write these two.
-	produced atomic.Uint64
-	dropped  atomic.Uint64
+	// Producers write these.
+	produced    atomic.Uint64
+	dropped     atomic.Uint64
+	blocked     atomic.Int64  // producers waiting for room now
+	blocks      atomic.Uint64 // waits for room begun
+	blockedTime atomic.Int64  // nanoseconds spent waiting for room
 
 	// The consumer writes the rest; keep them off the producers' cache
 	// line, and the next meter off the consumer's.
@@ -48,6 +90,8 @@ type meter struct {
 	retried      atomic.Uint64
 	deadLettered atomic.Uint64
 	unburied     atomic.Uint64
+	queue        timing
+	work         timing
 	_            [64]byte
 }
 

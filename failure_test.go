@@ -121,7 +121,7 @@ func TestHandlerFailure(t *testing.T) {
 			if tc.panicked {
 				want.Failed, want.Panicked = 0, 1
 			}
-			got := b.Stats().Conveyors[1]
+			got := counts(b.Stats().Conveyors[1])
 			got.Depth, got.Capacity = 0, 0
 			if got != want {
 				t.Errorf("L1 stats %+v; want %+v", got, want)

@@ -480,9 +480,30 @@ func propCheckStats(rt *rapid.T, p propPlan, res *propResult) {
 			Conveyor: c, Produced: accepted[c], Consumed: uint64(len(res.handled[c])),
 			Failed: failed, Panicked: panicked, Depth: 0, Capacity: p.buffer,
 		}
-		if cs != want {
+		if counts(cs) != want {
 			rt.Errorf("Stats of conveyor %d = %+v, want %+v", c, cs, want)
 		}
+		// Every attempt that returned is timed; there are no retries here.
+		if n := cs.HandlerTime.Count; n != cs.Consumed-cs.Panicked {
+			rt.Errorf("conveyor %d timed %d handler calls; want %d, consumed less panicked",
+				c, n, cs.Consumed-cs.Panicked)
+		}
+		if cs.Blocked != 0 {
+			rt.Errorf("conveyor %d has %d producers blocked after Close; want 0", c, cs.Blocked)
+		}
+	}
+
+	// A slot taken before a cut-short Close counts its wait in queue even
+	// if its event is handed back.
+	var back uint64
+	var de *mainbus.DrainError[propValue]
+	if errors.As(res.closeErrs[0], &de) {
+		back = uint64(len(de.Undelivered))
+	}
+	if tot := s.Total(); tot.QueueTime.Count < tot.Consumed ||
+		tot.QueueTime.Count > tot.Consumed+back {
+		rt.Errorf("%d waits in queue timed; want %d consumed, plus at most %d handed back",
+			tot.QueueTime.Count, tot.Consumed, back)
 	}
 
 	if len(res.hooks) != wantHooks {

@@ -17,6 +17,7 @@ const StackSize = 64
 type item[T any] struct {
 	ev    Event[T]
 	stack *stack[T] // if set, ev is unused
+	at    int64     // the bus's clock when it was produced
 }
 
 // size returns the number of events in it.
@@ -208,7 +209,7 @@ func (b *Bus[T]) batchKeyless(ctx context.Context, l *layout[T], evs []Event[T],
 		for i := range s.evs {
 			b.stampInPlace(&s.evs[i], now)
 		}
-		if err := b.place(ctx, l, c, item[T]{stack: s}, wait, d); err != nil {
+		if err := b.place(ctx, l, c, item[T]{stack: s, at: b.clock()}, wait, d); err != nil {
 			b.putStack(s)
 			return slices.Clone(evs[start:]), err
 		}
@@ -279,7 +280,7 @@ func (b *Bus[T]) batchKeyed(ctx context.Context, l *layout[T], evs []Event[T], n
 			continue
 		}
 		open[c.index] = b.placed
-		if err := b.place(ctx, l, c, item[T]{stack: s}, wait, d); err != nil {
+		if err := b.place(ctx, l, c, item[T]{stack: s, at: b.clock()}, wait, d); err != nil {
 			open[c.index] = s
 			return b.unsent(evs, i+1, open, touched), touched, err
 		}
@@ -290,7 +291,7 @@ func (b *Bus[T]) batchKeyed(ctx context.Context, l *layout[T], evs []Event[T], n
 		if s == b.placed {
 			continue
 		}
-		if err := b.place(ctx, l, l.conveyors[k], item[T]{stack: s}, wait, d); err != nil {
+		if err := b.place(ctx, l, l.conveyors[k], item[T]{stack: s, at: b.clock()}, wait, d); err != nil {
 			open[k] = s
 			return b.unsent(evs, len(evs), open, touched), touched, err
 		}

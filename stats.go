@@ -1,5 +1,7 @@
 package mainbus
 
+import "time"
+
 // Stats is a snapshot of a bus's counters, one entry per conveyor number
 // the bus has had. Each counter is read on its own while the bus runs, so
 // a snapshot taken under load may be a few events apart between counters.
@@ -23,6 +25,16 @@ type Stats struct {
 
 // ConveyorStats counts the events of one conveyor number since the bus
 // started.
+//
+// The two histograms count events. QueueTime runs from Produce (from the
+// handover, for a [Stacker]) until the consumer takes the event's slot.
+// HandlerTime counts one duration per event per handler attempt that
+// returned; attempts that panicked are not timed. Events that came in a
+// stack share its time: each is counted as taking the mean, for a stack
+// handler and for a handler of single events alike, so that the clock is
+// read once per stack. A consumer publishes its timings at least every 64
+// events and whenever its conveyor runs empty, so under load they may lag
+// the counters above by that much.
 type ConveyorStats struct {
 	Conveyor int
 
@@ -34,6 +46,15 @@ type ConveyorStats struct {
 	DeadLettered     uint64 // handed to the dead-letter bus
 	DeadLetterFailed uint64 // refused by the dead-letter bus; each reported to the error handler
 	Dropped          uint64 // discarded by a dropping overflow policy
+
+	// Backpressure: producers that found the conveyor full, yielded the
+	// processor a few times to its consumer, and still had to wait.
+	Blocked     int           // producers waiting for room now
+	Blocks      uint64        // waits begun
+	BlockedTime time.Duration // time spent in waits that have ended
+
+	QueueTime   Histogram
+	HandlerTime Histogram
 
 	Depth    int // slots taken now (a stack takes one); 0 if the conveyor is not active
 	Capacity int // slots the conveyor has before it is full
@@ -72,6 +93,11 @@ func (b *Bus[T]) Stats() Stats {
 			DeadLettered:     m.deadLettered.Load(),
 			DeadLetterFailed: m.unburied.Load(),
 			Dropped:          m.dropped.Load(),
+			Blocked:          int(m.blocked.Load()),
+			Blocks:           m.blocks.Load(),
+			BlockedTime:      time.Duration(m.blockedTime.Load()),
+			QueueTime:        m.queue.load(),
+			HandlerTime:      m.work.load(),
 		}
 		if i < l.Len() {
 			cs.Depth = len(l.conveyors[i].ch)
@@ -94,6 +120,11 @@ func (s Stats) Total() ConveyorStats {
 		t.DeadLettered += c.DeadLettered
 		t.DeadLetterFailed += c.DeadLetterFailed
 		t.Dropped += c.Dropped
+		t.Blocked += c.Blocked
+		t.Blocks += c.Blocks
+		t.BlockedTime += c.BlockedTime
+		t.QueueTime.merge(c.QueueTime)
+		t.HandlerTime.merge(c.HandlerTime)
 		t.Depth += c.Depth
 		t.Capacity += c.Capacity
 	}
