@@ -130,3 +130,18 @@ func (s Stats) Total() ConveyorStats {
 	}
 	return t
 }
+
+// StatsOf returns a function that takes a snapshot of each bus, in the
+// order given. It has the shape of [Complex.Stats], so code that reads the
+// stats of many buses, such as the Prometheus collector and the dashboard,
+// takes either.
+func StatsOf(buses ...Member) func() []Stats {
+	buses = append([]Member(nil), buses...)
+	return func() []Stats {
+		s := make([]Stats, len(buses))
+		for i, b := range buses {
+			s[i] = b.Stats()
+		}
+		return s
+	}
+}

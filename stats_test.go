@@ -351,3 +351,31 @@ func watchStats[T any](t *testing.T, b *mainbus.Bus[T], stop <-chan struct{}) {
 		last = s.Conveyors
 	}
 }
+
+func TestStatsOf(t *testing.T) {
+	t.Parallel()
+	nop := func(context.Context, int, mainbus.Event[int]) error { return nil }
+	iron := newBus(t, nop)
+	copper, err := mainbus.New("copper", func(context.Context, int, mainbus.Event[string]) error {
+		return nil
+	}, mainbus.WithConveyors(3), mainbus.WithExactConveyors())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeBus(copper) })
+	buses := []mainbus.Member{copper, iron}
+	stats := mainbus.StatsOf(buses...)
+	buses[0] = iron // StatsOf keeps its own list
+	if err := copper.Produce(context.Background(), mainbus.Event[string]{}); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, func() bool {
+		s := stats()
+		return len(s) == 2 && s[0].Total().Consumed == 1
+	})
+	s := stats()
+	if s[0].Resource != "copper" || len(s[0].Conveyors) != 3 || s[1].Resource != "iron" {
+		t.Errorf("StatsOf gave %s (%d conveyors), %s; want copper (3), iron",
+			s[0].Resource, len(s[0].Conveyors), s[1].Resource)
+	}
+}
