@@ -1,6 +1,6 @@
 module github.com/mainbus-go/mainbus/benchmarks
 
-go 1.26
+go 1.26.0
 
 require (
 	github.com/ThreeDotsLabs/watermill v1.5.1
