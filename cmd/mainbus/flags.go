@@ -3,9 +3,11 @@ package main
 import (
 	"fmt"
 	"math"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/mainbus-go/mainbus"
 )
@@ -118,5 +120,76 @@ func (f *seedFlag) Set(v string) error {
 		return fmt.Errorf("want a whole number from 0 to %d", uint64(math.MaxUint64))
 	}
 	f.value, f.set = n, true
+	return nil
+}
+
+// overflowNames lists the values of --overflow, in the order of
+// [mainbus.Overflow].
+var overflowNames = []string{"block", "reject", "drop-newest", "drop-oldest"}
+
+// overflowFlag is the --overflow flag.
+type overflowFlag mainbus.Overflow
+
+func (f *overflowFlag) String() string { return mainbus.Overflow(*f).String() }
+
+func (f *overflowFlag) Set(v string) error {
+	i := slices.Index(overflowNames, v)
+	if i < 0 {
+		return fmt.Errorf("unknown overflow policy; want one of %s",
+			strings.Join(overflowNames, ", "))
+	}
+	*f = overflowFlag(mainbus.Block + mainbus.Overflow(i))
+	return nil
+}
+
+// rateFlag is a rate in events per second, from 0 to maxRate.
+type rateFlag float64
+
+const maxRate = 1_000_000
+
+func (f *rateFlag) String() string { return strconv.FormatFloat(float64(*f), 'g', -1, 64) }
+
+func (f *rateFlag) Set(v string) error {
+	r, err := strconv.ParseFloat(v, 64)
+	switch {
+	case err != nil || math.IsNaN(r):
+		return fmt.Errorf("not a number; want events per second from 0 to %d", maxRate)
+	case r < 0 || r > maxRate:
+		return fmt.Errorf("%v is out of range; want events per second from 0 to %d", r, maxRate)
+	}
+	*f = rateFlag(r)
+	return nil
+}
+
+// durationFlag is a duration from min to max.
+type durationFlag struct {
+	d, min, max time.Duration
+}
+
+func (f *durationFlag) String() string { return f.d.String() }
+
+func (f *durationFlag) Set(v string) error {
+	want := fmt.Sprintf("want a duration from %v to %v, such as 1ms or 250µs", f.min, f.max)
+	d, err := time.ParseDuration(v)
+	switch {
+	case err != nil:
+		return fmt.Errorf("not a duration; %s", want)
+	case d < f.min || d > f.max:
+		return fmt.Errorf("%v is out of range; %s", d, want)
+	}
+	f.d = d
+	return nil
+}
+
+// addrFlag is a HOST:PORT to listen on.
+type addrFlag string
+
+func (f *addrFlag) String() string { return string(*f) }
+
+func (f *addrFlag) Set(v string) error {
+	if _, port, err := net.SplitHostPort(v); err != nil || port == "" {
+		return fmt.Errorf("want HOST:PORT, as in 127.0.0.1:7070, or port 0 for any free port")
+	}
+	*f = addrFlag(v)
 	return nil
 }

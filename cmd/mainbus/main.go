@@ -10,6 +10,10 @@
 //	        handled event (the default when no command is given)
 //	bench   compare a bus with raw channels on one workload: ns, events/s
 //	        and allocations per event, and latency at half load
+//	dashboard
+//	        run a live factory and serve its dashboard: belts, rates, fill
+//	        levels and backpressure in a browser, with knobs for rate,
+//	        cost and conveyors
 //	help    print this text
 //
 // Run "mainbus COMMAND --help" for the flags of a command. Bad flags or
@@ -44,6 +48,7 @@ func commands() []command {
 		{"demo", "run the seed factory: iron and copper buses (the default)", runDemo},
 		{"bench", "compare a bus with raw channels: ns, allocations and latency per event",
 			runBench},
+		{"dashboard", "run a live factory and serve its dashboard in a browser", runDashboard},
 	}
 }
 
