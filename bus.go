@@ -343,6 +343,7 @@ func (b *Bus[T]) place(ctx context.Context, l *layout[T], c *conveyor[T], it ite
 		b.displace(c, it, d)
 		return nil
 	case !wait:
+		c.m.rejected.Add(n)
 		return &ProduceError{Resource: b.resource, Conveyor: c.index, Err: ErrFull}
 	}
 

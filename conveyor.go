@@ -77,6 +77,7 @@ type meter struct {
 	// Producers write these.
 	produced    atomic.Uint64
 	dropped     atomic.Uint64
+	rejected    atomic.Uint64
 	blocked     atomic.Int64  // producers waiting for room now
 	blocks      atomic.Uint64 // waits for room begun
 	blockedTime atomic.Int64  // nanoseconds spent waiting for room

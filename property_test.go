@@ -457,10 +457,15 @@ func propCheckStats(rt *rapid.T, p propPlan, res *propResult) {
 		rt.Fatalf("bus has %d conveyors (Stats %d), want %d", res.bus.Conveyors(), len(s.Conveyors), wantLanes)
 	}
 	accepted := make([]uint64, wantLanes)
+	rejected := make([]uint64, wantLanes)
 	for pr, ops := range p.ops {
 		for i := range ops {
-			if res.errs[pr][i] == nil {
-				accepted[res.picks[propKey(propID(pr, i))]]++
+			c := res.picks[propKey(propID(pr, i))]
+			switch err := res.errs[pr][i]; {
+			case err == nil:
+				accepted[c]++
+			case errors.Is(err, mainbus.ErrFull):
+				rejected[c]++
 			}
 		}
 	}
@@ -478,7 +483,7 @@ func propCheckStats(rt *rapid.T, p propPlan, res *propResult) {
 		wantHooks += int(failed + panicked)
 		want := mainbus.ConveyorStats{
 			Conveyor: c, Produced: accepted[c], Consumed: uint64(len(res.handled[c])),
-			Failed: failed, Panicked: panicked, Depth: 0, Capacity: p.buffer,
+			Failed: failed, Panicked: panicked, Rejected: rejected[c], Depth: 0, Capacity: p.buffer,
 		}
 		if counts(cs) != want {
 			rt.Errorf("Stats of conveyor %d = %+v, want %+v", c, cs, want)

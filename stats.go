@@ -46,6 +46,7 @@ type ConveyorStats struct {
 	DeadLettered     uint64 // handed to the dead-letter bus
 	DeadLetterFailed uint64 // refused by the dead-letter bus; each reported to the error handler
 	Dropped          uint64 // discarded by a dropping overflow policy
+	Rejected         uint64 // refused with ErrFull, never accepted: the caller has them back
 
 	// Backpressure: producers that found the conveyor full, yielded the
 	// processor a few times to its consumer, and still had to wait.
@@ -93,6 +94,7 @@ func (b *Bus[T]) Stats() Stats {
 			DeadLettered:     m.deadLettered.Load(),
 			DeadLetterFailed: m.unburied.Load(),
 			Dropped:          m.dropped.Load(),
+			Rejected:         m.rejected.Load(),
 			Blocked:          int(m.blocked.Load()),
 			Blocks:           m.blocks.Load(),
 			BlockedTime:      time.Duration(m.blockedTime.Load()),
@@ -120,6 +122,7 @@ func (s Stats) Total() ConveyorStats {
 		t.DeadLettered += c.DeadLettered
 		t.DeadLetterFailed += c.DeadLetterFailed
 		t.Dropped += c.Dropped
+		t.Rejected += c.Rejected
 		t.Blocked += c.Blocked
 		t.Blocks += c.Blocks
 		t.BlockedTime += c.BlockedTime

@@ -17,7 +17,7 @@
 //
 // A frame holds, per bus and per conveyor, the counters of
 // [mainbus.ConveyorStats], the rates in events per second since the
-// previous frame (produced, consumed, dropped), depth and capacity, the
+// previous frame (produced, consumed, dropped, rejected), depth and capacity, the
 // producers blocked now, and the 50th and 99th percentiles of queue and
 // handler time over the last interval and since the bus started. Rates
 // and quantiles are computed on the server, from the difference between

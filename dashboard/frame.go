@@ -38,6 +38,7 @@ type conveyorFrame struct {
 	DeadLettered     uint64 `json:"deadLettered"`
 	DeadLetterFailed uint64 `json:"deadLetterFailed"`
 	Dropped          uint64 `json:"dropped"`
+	Rejected         uint64 `json:"rejected"`
 
 	Depth          int     `json:"depth"`
 	Capacity       int     `json:"capacity"`
@@ -55,6 +56,7 @@ type rates struct {
 	Produced float64 `json:"produced"`
 	Consumed float64 `json:"consumed"`
 	Dropped  float64 `json:"dropped"`
+	Rejected float64 `json:"rejected"`
 }
 
 // A timeFrame summarises a histogram over the last interval and since
@@ -152,6 +154,7 @@ func conveyorFrameOf(c, prev mainbus.ConveyorStats, interval float64) conveyorFr
 		DeadLettered:     c.DeadLettered,
 		DeadLetterFailed: c.DeadLetterFailed,
 		Dropped:          c.Dropped,
+		Rejected:         c.Rejected,
 		Depth:            c.Depth,
 		Capacity:         c.Capacity,
 		Blocked:          c.Blocked,
@@ -165,6 +168,7 @@ func conveyorFrameOf(c, prev mainbus.ConveyorStats, interval float64) conveyorFr
 			Produced: rate(c.Produced, prev.Produced, interval),
 			Consumed: rate(c.Consumed, prev.Consumed, interval),
 			Dropped:  rate(c.Dropped, prev.Dropped, interval),
+			Rejected: rate(c.Rejected, prev.Rejected, interval),
 		}
 		f.QueueTime.Last = quantilesOf(since(c.QueueTime, prev.QueueTime))
 		f.HandlerTime.Last = quantilesOf(since(c.HandlerTime, prev.HandlerTime))

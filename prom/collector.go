@@ -140,6 +140,10 @@ func conveyorMetrics() []conveyorMetric {
 			"Events discarded by a dropping overflow policy (drop-newest or "+
 				"drop-oldest).",
 			func(s mainbus.ConveyorStats) uint64 { return s.Dropped }),
+		counter("mainbus_events_rejected_total",
+			"Events refused for want of room (ErrFull) and handed back to the "+
+				"producer; never accepted.",
+			func(s mainbus.ConveyorStats) uint64 { return s.Rejected }),
 		gauge("mainbus_producers_blocked",
 			"Producers waiting now for room on the full conveyor.",
 			func(s mainbus.ConveyorStats) int { return s.Blocked }),

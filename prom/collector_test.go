@@ -207,7 +207,7 @@ func TestLint(t *testing.T) {
 	}{
 		// 13 counters and gauges and 2 histograms per conveyor, 2 gauges
 		// per bus.
-		{"one bus", prom.NewCollector(mainbus.StatsOf(iron)), 2*15 + 2},
+		{"one bus", prom.NewCollector(mainbus.StatsOf(iron)), 2*16 + 2},
 		{"nil stats", prom.NewCollector(nil), 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -385,7 +385,7 @@ func TestNoStats(t *testing.T) {
 		collector *prom.Collector
 		described int
 	}{
-		{"nil stats", prom.NewCollector(nil), 17},
+		{"nil stats", prom.NewCollector(nil), 18},
 		{"zero value", new(prom.Collector), 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {

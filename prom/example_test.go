@@ -61,4 +61,5 @@ func ExampleNewCollector() {
 	// mainbus_events_dead_lettered_total{conveyor="0",resource="iron"} 0
 	// mainbus_events_dropped_total{conveyor="0",resource="iron"} 0
 	// mainbus_events_produced_total{conveyor="0",resource="iron"} 3
+	// mainbus_events_rejected_total{conveyor="0",resource="iron"} 0
 }

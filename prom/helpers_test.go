@@ -43,6 +43,8 @@ var conveyorSeries = []struct {
 		func(s mainbus.ConveyorStats) float64 { return float64(s.Consumed) }},
 	{"mainbus_events_dropped_total", dto.MetricType_COUNTER,
 		func(s mainbus.ConveyorStats) float64 { return float64(s.Dropped) }},
+	{"mainbus_events_rejected_total", dto.MetricType_COUNTER,
+		func(s mainbus.ConveyorStats) float64 { return float64(s.Rejected) }},
 	{"mainbus_handler_failures_total", dto.MetricType_COUNTER,
 		func(s mainbus.ConveyorStats) float64 { return float64(s.Failed) }},
 	{"mainbus_handler_panics_total", dto.MetricType_COUNTER,

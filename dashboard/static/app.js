@@ -70,7 +70,8 @@
     };
     const f = {
       in: field("in"), out: field("out"), depth: field("queued"),
-      blocked: field("blocked"), dropped: field("dropped"), failed: field("failed"),
+      blocked: field("blocked"), dropped: field("dropped"), rejected: field("rejected"),
+      failed: field("failed"),
     };
     head.append(nums);
 
@@ -156,6 +157,8 @@
       v.f.blocked.span.className = t.blocked > 0 ? "bad" : "";
       v.f.dropped.b.textContent = fmtInt.format(t.dropped);
       v.f.dropped.span.className = t.rate.dropped > 0 ? "warn" : "";
+      v.f.rejected.b.textContent = fmtInt.format(t.rejected);
+      v.f.rejected.span.className = t.rate.rejected > 0 ? "warn" : "";
       v.f.failed.b.textContent = fmtInt.format(t.failed + t.panicked);
       v.f.failed.span.className = t.failed + t.panicked > 0 ? "warn" : "";
       v.q.q50.textContent = fmtDur(t.queueTime.last.p50);
