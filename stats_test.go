@@ -379,3 +379,18 @@ func TestStatsOf(t *testing.T) {
 			s[0].Resource, len(s[0].Conveyors), s[1].Resource)
 	}
 }
+
+func TestHistogramObserve(t *testing.T) {
+	t.Parallel()
+	var h mainbus.Histogram
+	for _, d := range []time.Duration{-time.Second, 0, 3 * time.Millisecond, time.Hour} {
+		h.Observe(d)
+	}
+	want := mainbus.Histogram{Count: 4, Sum: time.Hour + 3*time.Millisecond}
+	want.Buckets[0] = 2
+	want.Buckets[mainbus.BucketOf(int64(3*time.Millisecond))] = 1
+	want.Buckets[mainbus.HistogramBuckets-1] = 1
+	if h != want {
+		t.Errorf("after 4 observations: %+v; want %+v", h, want)
+	}
+}

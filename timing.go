@@ -87,6 +87,17 @@ func (h Histogram) Mean() time.Duration {
 	return h.Sum / time.Duration(h.Count)
 }
 
+// Observe counts one duration; a negative one counts as 0. It lets code
+// outside the package, such as another backend's consumers, keep
+// histograms of the same shape. A Histogram is a plain value: Observe is
+// not safe for concurrent use.
+func (h *Histogram) Observe(d time.Duration) {
+	d = max(d, 0)
+	h.Count++
+	h.Sum += d
+	h.Buckets[bucketOf(int64(d))]++
+}
+
 // merge adds the counts of o to h.
 func (h *Histogram) merge(o Histogram) {
 	h.Count += o.Count
