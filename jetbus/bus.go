@@ -287,6 +287,7 @@ type conveyor struct {
 	// Read from the server by the monitor.
 	stored, pending, ackPending, serverRedelivered atomic.Int64
 	stalls                                         atomic.Uint64
+	stalled                                        bool // monitor only
 	owned                                          atomic.Bool
 	pin                                            atomic.Value // string: the last Nats-Pin-Id seen
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mainbus-go/mainbus"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -169,16 +170,27 @@ func (c *conveyor) beat(d time.Duration) func() {
 }
 
 // ack acknowledges msg. In Ordered mode it waits for the server to
-// confirm, so that a lost ack is seen and counted rather than silently
-// redelivered after the ack wait.
+// confirm, and sends the ack again while the server does not answer (a
+// restart, a reconnect) for up to the ack wait: until the server has it,
+// the conveyor delivers nothing, and after the ack wait the server would
+// deliver the event again.
 func (b *Bus[T]) ack(c *conveyor, msg jetstream.Msg) {
 	if b.cfg.mode == Throughput {
 		b.settle(c, msg.Ack())
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.ackWait)
+	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.ackWait)
 	defer cancel()
-	b.settle(c, msg.DoubleAck(ctx))
+	try := min(b.cfg.publishWait, b.cfg.ackWait/4)
+	for {
+		actx, acancel := context.WithTimeout(ctx, try)
+		err := msg.DoubleAck(actx)
+		acancel()
+		if err == nil || ctx.Err() != nil || errors.Is(err, nats.ErrConnectionClosed) {
+			b.settle(c, err)
+			return
+		}
+	}
 }
 
 // settle counts and reports a failed ack, nak or term.

@@ -85,7 +85,10 @@ func TestFailover(t *testing.T) {
 		t.Errorf("event %d handled %d times; want again by B after A died mid-event",
 			killAt, seen.seen(killAt))
 	}
-	eventually(t, 3*time.Second, "B owns both conveyors", func() bool {
+	// One more event per conveyor: B owns both now. (It learns that it
+	// owns a conveyor from the events delivered to it.)
+	produce(total+1, total+2)
+	eventually(t, 5*time.Second, "B owns both conveyors", func() bool {
 		s := b.Stats()
 		return s.Server[0].Owned && s.Server[1].Owned
 	})

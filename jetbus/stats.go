@@ -32,9 +32,9 @@ type ServerStats struct {
 	Redelivered int  // events the server delivered more than once and still holds
 	Owned       bool // this process is the conveyor's pinned owner
 
-	// Stalls counts the readings, in a row or not, that found events
-	// pending and no delivery since the reading before; each is also
-	// reported to the error handler, wrapping [ErrStalled].
+	// Stalls counts the stalls seen: a reading that found events pending
+	// and no delivery since the reading before, after one that did not.
+	// Each is also reported to the error handler, wrapping [ErrStalled].
 	Stalls uint64
 
 	// Redeliveries counts deliveries to this process that were not the
@@ -133,13 +133,16 @@ func (b *Bus[T]) read(ctx context.Context, last []uint64) {
 		c.owned.Store(owned)
 
 		// A stall: events wait on the server and nothing was delivered
-		// since the last reading, to this process or any other.
-		if ci.NumPending > 0 && ci.Delivered.Consumer == last[i] {
+		// since the last reading, to this process or any other. Counted
+		// and reported once per stall, when it begins.
+		stalled := ci.NumPending > 0 && ci.Delivered.Consumer == last[i]
+		if stalled && !c.stalled {
 			c.stalls.Add(1)
 			b.report(fmt.Errorf("%w: %s L%d has %d events pending, %d unacknowledged, "+
 				"and delivered none in %v", ErrStalled, b.resource, c.index,
 				ci.NumPending, ci.NumAckPending, b.cfg.monitor))
 		}
+		c.stalled = stalled
 		last[i] = ci.Delivered.Consumer
 	}
 }
