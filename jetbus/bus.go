@@ -43,8 +43,9 @@ type Bus[T any] struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	workers   sync.WaitGroup // consumer goroutines and the monitor
-	stopWatch chan struct{}  // ends the monitor
+	workers   sync.WaitGroup     // consumer goroutines and the monitor
+	watchCtx  context.Context    // ends the monitor and its reading
+	stopWatch context.CancelFunc // ends watchCtx
 	closeOnce sync.Once
 	done      chan struct{}
 	err       error // the result of Close; written before done closes
@@ -88,7 +89,6 @@ func New[T any](ctx context.Context, nc *nats.Conn, resource string, h mainbus.H
 		stream:    stream,
 		conveyors: make([]*conveyor, cfg.conveyors),
 		closing:   make(chan struct{}),
-		stopWatch: make(chan struct{}),
 		done:      make(chan struct{}),
 	}
 	for i := range b.conveyors {
@@ -97,10 +97,13 @@ func New[T any](ctx context.Context, nc *nats.Conn, resource string, h mainbus.H
 	b.view = view{b.conveyors}
 	b.ctx, b.cancel = context.WithCancel(context.WithValue(context.Background(),
 		handlerKey{}, b))
+	b.watchCtx, b.stopWatch = context.WithCancel(context.Background())
 	if h != nil {
 		if err := b.startConsumers(ctx); err != nil {
 			b.stopConsumers()
 			b.cancel()
+			b.stopWatch()
+			b.workers.Wait()
 			return nil, fmt.Errorf("bus %s: %w", resource, err)
 		}
 	}
@@ -211,7 +214,7 @@ func (b *Bus[T]) shutdown(ctx context.Context) {
 			c.it.Drain()
 		}
 	}
-	close(b.stopWatch)
+	b.stopWatch()
 	if err := wait(ctx, &b.workers); err != nil {
 		errs = append(errs, fmt.Errorf("drain: %w", err))
 		b.cancel()

@@ -94,11 +94,11 @@ func (b *Bus[T]) watch() {
 	last := make([]uint64, len(b.conveyors)) // delivered consumer sequence
 	for {
 		select {
-		case <-b.stopWatch:
+		case <-b.watchCtx.Done():
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(b.ctx, max(b.cfg.monitor, time.Second))
+		ctx, cancel := context.WithTimeout(b.watchCtx, max(b.cfg.monitor, time.Second))
 		b.read(ctx, last)
 		cancel()
 	}
