@@ -67,3 +67,47 @@ func TestExactlyOnceInOrder(t *testing.T) {
 		t.Errorf("errors reported: %v", l)
 	}
 }
+
+// Throughput mode hands every event over once while nothing fails, in
+// the order stored per conveyor.
+func TestThroughputMode(t *testing.T) {
+	srv := startServer(t, "", 0)
+	nc := connect(t, srv.URL())
+	ty := newTally()
+	bus := newBus(t, nc, "sand", ty.handler(), jetbus.WithMode(jetbus.Throughput),
+		jetbus.WithMaxInFlight(64), jetbus.WithBalancer(mainbus.KeyHash()),
+		jetbus.WithMemoryStorage())
+
+	const total = 1000
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for p := range 4 {
+		wg.Go(func() {
+			for i := p; i < total; i += 4 {
+				ev := mainbus.Event[int]{ID: uint64(i + 1), Key: fmt.Sprint("k", p)}
+				if err := bus.Produce(ctx, ev); err != nil {
+					t.Errorf("produce: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	eventually(t, 10*time.Second, "every event handled", func() bool {
+		return ty.distinct() == total
+	})
+	closeBus(t, bus)
+	ty.mu.Lock()
+	defer ty.mu.Unlock()
+	if ty.total != total {
+		t.Errorf("handled %d times for %d events", ty.total, total)
+	}
+	for key, ids := range ty.byKey {
+		for i := 1; i < len(ids); i++ {
+			if ids[i] <= ids[i-1] {
+				t.Fatalf("key %s: event %d handled after %d", key, ids[i], ids[i-1])
+			}
+		}
+	}
+}

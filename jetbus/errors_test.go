@@ -103,7 +103,8 @@ func TestInvalidOptions(t *testing.T) {
 				_ = b.Close(ctx)
 				t.Fatal("New succeeded")
 			}
-			if !errors.Is(err, mainbus.ErrInvalidOption) || !strings.Contains(err.Error(), tc.want) {
+			ok := errors.Is(err, mainbus.ErrInvalidOption)
+			if !ok || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("New: %v; want ErrInvalidOption saying %q", err, tc.want)
 			}
 		})
