@@ -132,3 +132,5 @@ func (e *errs) all() []error {
 	defer e.mu.Unlock()
 	return append([]error(nil), e.list...)
 }
+
+func embeddedStart() (*embedded.Server, error) { return embedded.Start("", 0) }
