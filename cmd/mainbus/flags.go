@@ -1,7 +1,10 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"math"
 	"slices"
 	"strconv"
@@ -119,4 +122,31 @@ func (f *seedFlag) Set(v string) error {
 	}
 	f.value, f.set = n, true
 	return nil
+}
+
+// parseFlags parses the flags of command cmd. On --help it prints usage,
+// the flags and help on stdout; on a bad flag or a stray argument it
+// says what is wrong on stderr. done tells whether the command should
+// return code now.
+func parseFlags(fs *flag.FlagSet, args []string, cmd, usage, help string,
+	stdout, stderr io.Writer) (code int, done bool) {
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fs.SetOutput(stdout)
+		fmt.Fprintf(stdout, "Usage: %s\n\n", usage)
+		fs.PrintDefaults()
+		fmt.Fprint(stdout, help)
+		return exitOK, true
+	case err != nil:
+		// The flag package has printed the error.
+		fmt.Fprintf(stderr, "the flags of %s are %s; run \"mainbus %s --help\" for more\n",
+			cmd, flagNames(fs), cmd)
+		return exitUsage, true
+	case fs.NArg() > 0:
+		fmt.Fprintf(stderr, "mainbus %s: unexpected argument %q; %s takes flags only\n",
+			cmd, fs.Arg(0), cmd)
+		return exitUsage, true
+	}
+	return exitOK, false
 }
