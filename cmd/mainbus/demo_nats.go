@@ -63,7 +63,7 @@ func runDemoNATS(ctx context.Context, cfg *demoConfig, stdout, stderr io.Writer)
 		code = d.run(ctx)
 	}
 	if err := d.shutdown(); err != nil {
-		d.errOut.printf("mainbus demo: %v\n", err)
+		d.errOut.printf("mainbus demo: %s\n", oneLine(err))
 		code = exitFailure
 	}
 	if code == exitOK && !cfg.produceOnly {
@@ -191,7 +191,7 @@ func (d *natsDemo) run(ctx context.Context) int {
 	}
 	n := int(d.cfg.events)
 	if err := produceAll(ctx, producers, first, n); err != nil {
-		d.errOut.printf("mainbus demo: %v\n", err)
+		d.errOut.printf("mainbus demo: %s\n", oneLine(err))
 		return exitFailure
 	}
 	if d.cfg.produceOnly {

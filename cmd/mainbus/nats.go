@@ -71,7 +71,13 @@ func (c *natsConn) close() {
 // line on stderr per failure, stall or lost acknowledgement, so the user
 // sees why events are late.
 func errorPrinter(errOut *lineWriter, cmd string) func(error) {
-	return func(err error) { errOut.printf("mainbus %s: %v\n", cmd, err) }
+	return func(err error) { errOut.printf("mainbus %s: %s\n", cmd, oneLine(err)) }
+}
+
+// oneLine returns the message of err on one line: the errors joined by
+// errors.Join, one per line, separated by "; " instead.
+func oneLine(err error) string {
+	return strings.ReplaceAll(err.Error(), "\n", "; ")
 }
 
 // durationFlag is a duration flag with a lower bound.

@@ -106,13 +106,17 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			strings.Join(names, ", "), conn.url)
 		<-ctx.Done()
 		errOut.printf("mainbus worker: stopping: finishing the events in hand\n")
+		if !conn.nc.IsConnected() {
+			errOut.printf("mainbus worker: %s does not answer; waiting up to %v for it "+
+				"(Ctrl-C again to quit at once)\n", conn.url, closeWait)
+		}
 	}
 
 	closeCtx, cancelClose := context.WithTimeout(context.Background(), closeWait)
 	defer cancelClose()
 	for _, b := range buses {
 		if err := b.Close(closeCtx); err != nil {
-			errOut.printf("mainbus worker: %v\n", err)
+			errOut.printf("mainbus worker: %s\n", oneLine(err))
 			code = exitFailure
 		}
 	}
