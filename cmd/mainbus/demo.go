@@ -21,6 +21,12 @@ type demoConfig struct {
 	buffer   nonNegative
 	balancer balancerFlag
 	seed     seedFlag
+
+	// Over NATS JetStream: "embedded" or a server URL.
+	nats        string
+	produceOnly bool
+	reset       bool
+	bufferSet   bool // --buffer was given
 }
 
 func demoFlags(stderr io.Writer) (*flag.FlagSet, *demoConfig) {
@@ -39,6 +45,13 @@ func demoFlags(stderr io.Writer) (*flag.FlagSet, *demoConfig) {
 	fs.Var(&cfg.balancer, "balancer",
 		"`NAME` of the way conveyors are picked: "+strings.Join(balancerNames, ", "))
 	fs.Var(&cfg.seed, "seed", "`N` seeds the random balancer, for repeatable runs")
+	fs.StringVar(&cfg.nats, "nats", "", "run over NATS JetStream: `SERVER` is \"embedded\" "+
+		"(a server in this process, on 127.0.0.1, storing in a temporary directory) "+
+		"or a URL such as nats://127.0.0.1:4222")
+	fs.BoolVar(&cfg.produceOnly, "produce-only", false,
+		"with --nats URL: only produce, for the workers of \"mainbus worker\" to handle")
+	fs.BoolVar(&cfg.reset, "reset", false,
+		"with --nats URL: delete the streams of the buses first, with any events on them")
 	fs.Usage = func() {}
 	return fs, cfg
 }
@@ -48,35 +61,25 @@ func demoFlags(stderr io.Writer) (*flag.FlagSet, *demoConfig) {
 // closed a last line says so.
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs, cfg := demoFlags(stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stdout)
-			fmt.Fprintln(stdout, "Usage: mainbus [demo] [flags]")
-			fmt.Fprintln(stdout)
-			fs.PrintDefaults()
-			return exitOK
-		}
-		// The flag package has printed the error.
-		fmt.Fprintf(stderr, "the flags of demo are %s; run \"mainbus demo --help\" for more\n",
-			flagNames(fs))
-		return exitUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "mainbus demo: unexpected argument %q; the demo takes flags only\n",
-			fs.Arg(0))
-		return exitUsage
+	if code, done := parseFlags(fs, args, "demo", "mainbus [demo] [flags]", demoNATSHelp,
+		stdout, stderr); done {
+		return code
 	}
 	if cfg.seed.set && cfg.balancer != "random" {
 		fmt.Fprintf(stderr, "mainbus demo: --seed applies to the random balancer only, not %s\n",
 			cfg.balancer)
 		return exitUsage
 	}
+	fs.Visit(func(f *flag.Flag) { cfg.bufferSet = cfg.bufferSet || f.Name == "buffer" })
+	if cfg.nats != "" || cfg.produceOnly || cfg.reset {
+		return runDemoNATS(ctx, cfg, stdout, stderr)
+	}
 
 	out := &lineWriter{w: stdout}
 	var factory mainbus.Complex
 	var buses []*mainbus.Bus[string]
 	for _, s := range cfg.buses.specs {
-		b, err := mainbus.New(s.name, printer(out),
+		b, err := mainbus.New(s.name, printer(out, ""),
 			mainbus.WithConveyors(s.conveyors),
 			mainbus.WithBuffer(int(cfg.buffer)),
 			mainbus.WithBalancer(cfg.balancer.balancer(cfg.seed.value, cfg.seed.set)))
@@ -95,7 +98,11 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 
 	code := exitOK
-	if err := produceAll(ctx, buses, int(cfg.events)); err != nil {
+	producers := make([]producer, len(buses))
+	for i, b := range buses {
+		producers[i] = b
+	}
+	if err := produceAll(ctx, producers, nil, int(cfg.events)); err != nil {
 		fmt.Fprintf(stderr, "mainbus demo: %v\n", err)
 		code = exitFailure
 	}
@@ -109,16 +116,28 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return code
 }
 
+// A producer is a bus of the demo, in process or over NATS.
+type producer interface {
+	Resource() string
+	Produce(ctx context.Context, ev mainbus.Event[string]) error
+}
+
 // produceAll puts n events on every bus, one producer goroutine per bus,
-// and waits for them.
-func produceAll(ctx context.Context, buses []*mainbus.Bus[string], n int) error {
+// and waits for them. The IDs on bus i run from first[i], or from 0 when
+// first is nil.
+func produceAll(ctx context.Context, buses []producer, first []uint64, n int) error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(buses))
 	for i, b := range buses {
 		plate := capitalize(b.Resource()) + " Plate"
+		var from uint64
+		if first != nil {
+			from = first[i]
+		}
 		wg.Go(func() {
-			for id := range n {
-				ev := mainbus.Event[string]{ID: uint64(id), Key: strconv.Itoa(id), Value: plate}
+			for id := from; id < from+uint64(n); id++ {
+				ev := mainbus.Event[string]{ID: id, Key: strconv.FormatUint(id, 10),
+					Value: plate}
 				if err := b.Produce(ctx, ev); err != nil {
 					errs[i] = err
 					return
@@ -130,11 +149,15 @@ func produceAll(ctx context.Context, buses []*mainbus.Bus[string], n int) error 
 	return errors.Join(errs...)
 }
 
-// printer returns the handler that prints one line per event.
-func printer(out *lineWriter) mainbus.Handler[string] {
+// printer returns the handler that prints one line per event, ending in
+// " Worker:NAME" when worker is not empty.
+func printer(out *lineWriter, worker string) mainbus.Handler[string] {
+	if worker != "" {
+		worker = " Worker:" + worker
+	}
 	return func(_ context.Context, conveyor int, ev mainbus.Event[string]) error {
-		out.printf("[Consumer-%s-L%d] ID:%d Value:%s Time:%s\n",
-			ev.Resource, conveyor, ev.ID, ev.Value, ev.Time.Format(time.TimeOnly))
+		out.printf("[Consumer-%s-L%d] ID:%d Value:%s Time:%s%s\n",
+			ev.Resource, conveyor, ev.ID, ev.Value, ev.Time.Format(time.TimeOnly), worker)
 		return nil
 	}
 }

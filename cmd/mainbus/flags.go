@@ -1,7 +1,10 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"slices"
@@ -161,7 +164,8 @@ func (f *rateFlag) Set(v string) error {
 	return nil
 }
 
-// durationFlag is a duration from min to max.
+// durationFlag is a duration from min to max; a max of 0 sets no upper
+// bound.
 type durationFlag struct {
 	d, min, max time.Duration
 }
@@ -170,11 +174,14 @@ func (f *durationFlag) String() string { return f.d.String() }
 
 func (f *durationFlag) Set(v string) error {
 	want := fmt.Sprintf("want a duration from %v to %v, such as 1ms or 250µs", f.min, f.max)
+	if f.max == 0 {
+		want = fmt.Sprintf("want %v or more, such as 30s", f.min)
+	}
 	d, err := time.ParseDuration(v)
 	switch {
 	case err != nil:
 		return fmt.Errorf("not a duration; %s", want)
-	case d < f.min || d > f.max:
+	case d < f.min || f.max > 0 && d > f.max:
 		return fmt.Errorf("%v is out of range; %s", d, want)
 	}
 	f.d = d
@@ -192,4 +199,31 @@ func (f *addrFlag) Set(v string) error {
 	}
 	*f = addrFlag(v)
 	return nil
+}
+
+// parseFlags parses the flags of command cmd. On --help it prints usage,
+// the flags and help on stdout; on a bad flag or a stray argument it
+// says what is wrong on stderr. done tells whether the command should
+// return code now.
+func parseFlags(fs *flag.FlagSet, args []string, cmd, usage, help string,
+	stdout, stderr io.Writer) (code int, done bool) {
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fs.SetOutput(stdout)
+		fmt.Fprintf(stdout, "Usage: %s\n\n", usage)
+		fs.PrintDefaults()
+		fmt.Fprint(stdout, help)
+		return exitOK, true
+	case err != nil:
+		// The flag package has printed the error.
+		fmt.Fprintf(stderr, "the flags of %s are %s; run \"mainbus %s --help\" for more\n",
+			cmd, flagNames(fs), cmd)
+		return exitUsage, true
+	case fs.NArg() > 0:
+		fmt.Fprintf(stderr, "mainbus %s: unexpected argument %q; %s takes flags only\n",
+			cmd, fs.Arg(0), cmd)
+		return exitUsage, true
+	}
+	return exitOK, false
 }

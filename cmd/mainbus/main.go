@@ -6,15 +6,18 @@
 //
 // The commands are:
 //
-//	demo    run the seed factory: iron and copper buses, one line per
-//	        handled event (the default when no command is given)
-//	bench   compare a bus with raw channels on one workload: ns, events/s
-//	        and allocations per event, and latency at half load
-//	dashboard
-//	        run a live factory and serve its dashboard: belts, rates, fill
-//	        levels and backpressure in a browser, with knobs for rate,
-//	        cost and conveyors
-//	help    print this text
+//	demo        run the seed factory: iron and copper buses, one line per
+//	            handled event (the default when no command is given); with
+//	            --nats, over NATS JetStream: an embedded server or a URL
+//	worker      handle the events of given buses from a NATS server until
+//	            interrupted; workers in several processes share the conveyors
+//	serve-nats  run a NATS server with JetStream for the other commands to use
+//	bench       compare a bus with raw channels on one workload: ns, events/s
+//	            and allocations per event, and latency at half load
+//	dashboard   run a live factory and serve its dashboard: belts, rates, fill
+//	            levels and backpressure in a browser, with knobs for rate,
+//	            cost and conveyors
+//	help        print this text
 //
 // Run "mainbus COMMAND --help" for the flags of a command. Bad flags or
 // values print what is wrong and what is accepted, and exit with status 2.
@@ -27,6 +30,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"syscall"
 )
 
 // Exit statuses.
@@ -46,6 +50,10 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"demo", "run the seed factory: iron and copper buses (the default)", runDemo},
+		{"worker", "handle the events of buses on a NATS server, sharing conveyors",
+			runWorker},
+		{"serve-nats", "run a NATS server with JetStream on 127.0.0.1 to try them",
+			runServeNATS},
 		{"bench", "compare a bus with raw channels: ns, allocations and latency per event",
 			runBench},
 		{"dashboard", "run a live factory and serve its dashboard in a browser", runDashboard},
@@ -53,7 +61,13 @@ func commands() []command {
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// After the first signal a command winds down; a second one
+		// stops the process at once.
+		<-ctx.Done()
+		stop()
+	}()
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
@@ -102,7 +116,7 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Commands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-11s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, `Run "mainbus COMMAND --help" for the flags of a command.`)

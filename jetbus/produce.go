@@ -1,0 +1,216 @@
+package jetbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mainbus-go/mainbus"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+)
+
+// Produce puts ev on the conveyor its balancer picks and returns nil once
+// the server has stored it: from then on it survives this process, and it
+// is handed to a handler at least once, exactly once while no process
+// crashes and no acknowledgement is lost.
+//
+// The message ID is the resource and ev.ID, so a second publish of an
+// event ID within the stream's duplicate window ([WithDuplicateWindow])
+// is stored once; Produce returns nil for it. Event IDs must therefore be
+// unique per resource within that window. An ID of 0 means none: the bus
+// makes a unique message ID for the call, which protects the bus's own
+// retries only.
+//
+// When the conveyor holds its capacity of unhandled events, the overflow
+// policy applies: under [mainbus.Block] Produce waits for room and returns
+// an error wrapping ctx.Err() if ctx ends first, the event not stored;
+// under [mainbus.Reject] it returns an error wrapping [mainbus.ErrFull].
+// While the server is unreachable Produce sends again until ctx ends; if
+// ctx ends after a send whose outcome is unknown, the error wraps
+// [ErrInDoubt]. Produce returns [mainbus.ErrClosed] once Close has begun.
+func (b *Bus[T]) Produce(ctx context.Context, ev mainbus.Event[T]) error {
+	if ctx == nil {
+		return invalid("Produce on %s got a nil context; want context.Background() or another",
+			b.resource)
+	}
+	return b.produce(ctx, ev, b.cfg.overflow == mainbus.Block)
+}
+
+// TryProduce is Produce that does not wait for room: on a full conveyor
+// it returns an error wrapping [mainbus.ErrFull]. It still waits for the
+// server's acknowledgement, up to the publish wait ([WithPublishWait]).
+func (b *Bus[T]) TryProduce(ev mainbus.Event[T]) error {
+	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.publishWait)
+	defer cancel()
+	return b.produce(ctx, ev, false)
+}
+
+func (b *Bus[T]) produce(ctx context.Context, ev mainbus.Event[T], wait bool) error {
+	if ev.Resource != "" && ev.Resource != b.resource {
+		return fmt.Errorf("%w: event %d is for %q, produced on the %s bus; "+
+			"leave Resource empty or set it to %q",
+			mainbus.ErrUnknownResource, ev.ID, ev.Resource, b.resource, b.resource)
+	}
+	if !b.enter() {
+		return mainbus.ErrClosed
+	}
+	defer b.producers.Done()
+
+	i := b.cfg.balancer.Pick(ev.Key, b.view)
+	if i < 0 || i >= len(b.conveyors) {
+		return invalid("balancer %T picked conveyor %d of bus %s; want 0 to %d",
+			b.cfg.balancer, i, b.resource, len(b.conveyors)-1)
+	}
+	msg, err := b.message(i, &ev)
+	if err != nil {
+		return err
+	}
+	return b.publish(ctx, b.conveyors[i], msg, wait)
+}
+
+// message encodes ev for conveyor i.
+func (b *Bus[T]) message(i int, ev *mainbus.Event[T]) (*nats.Msg, error) {
+	data, err := b.cfg.codec.Marshal(ev.Value)
+	if err != nil {
+		return nil, fmt.Errorf("jetbus: encode event %d of %s: %w", ev.ID, b.resource, err)
+	}
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	id := b.resource + "-" + strconv.FormatUint(ev.ID, 10)
+	if ev.ID == 0 {
+		id = b.resource + "-" + nuid.Next()
+	}
+	h := nats.Header{
+		jetstream.MsgIDHeader: {id},
+		hdrID:                 {strconv.FormatUint(ev.ID, 10)},
+		hdrTime:               {ev.Time.Format(time.RFC3339Nano)},
+	}
+	if ev.Key != "" {
+		h[hdrKey] = []string{ev.Key}
+	}
+	return &nats.Msg{Subject: b.conveyors[i].subject, Data: data, Header: h}, nil
+}
+
+// Waits between publishes of one event that the server refused for room
+// or did not answer.
+const (
+	firstRetry = time.Millisecond
+	lastRetry  = 100 * time.Millisecond
+)
+
+// publish sends msg until the server stores it, refuses it for good, or
+// ctx ends; under wait a full conveyor is a reason to send again.
+func (b *Bus[T]) publish(ctx context.Context, c *conveyor, msg *nats.Msg, wait bool) error {
+	doubt := false // a send whose outcome is unknown
+	pause := firstRetry
+	var blockedAt time.Time
+	defer func() {
+		if !blockedAt.IsZero() {
+			c.blocked.Add(-1)
+			c.blockedTime.Add(uint64(time.Since(blockedAt)))
+		}
+	}()
+	for {
+		err := b.send(ctx, c, msg)
+		switch {
+		case err == nil:
+			c.produced.Add(1)
+			return nil
+		case errors.Is(err, ErrInDoubt):
+			return &mainbus.ProduceError{Resource: b.resource, Conveyor: c.index, Err: err}
+		case isFull(err) && !wait:
+			return &mainbus.ProduceError{Resource: b.resource, Conveyor: c.index,
+				Err: mainbus.ErrFull}
+		case isFull(err):
+			// A definite refusal: nothing of this event is stored.
+			doubt = false
+			if blockedAt.IsZero() {
+				blockedAt = time.Now()
+				c.blocks.Add(1)
+				c.blocked.Add(1)
+			}
+		case transient(err):
+			doubt = doubt || !errors.Is(err, nats.ErrNoResponders)
+		default:
+			return &mainbus.ProduceError{Resource: b.resource, Conveyor: c.index, Err: err}
+		}
+		if err := b.pause(ctx, pause, doubt); err != nil {
+			return &mainbus.ProduceError{Resource: b.resource, Conveyor: c.index, Err: err}
+		}
+		pause = min(2*pause, lastRetry)
+	}
+}
+
+// send publishes msg once and waits for the server's answer. It returns
+// an error wrapping ErrInDoubt if ctx ends while the answer is due.
+func (b *Bus[T]) send(ctx context.Context, c *conveyor, msg *nats.Msg) error {
+	c.inflight.Add(1)
+	defer c.inflight.Add(-1)
+	f, err := b.js.PublishMsgAsync(msg)
+	if err != nil {
+		return err
+	}
+	select {
+	case ack := <-f.Ok():
+		if ack.Duplicate {
+			c.duplicates.Add(1)
+		}
+		return nil
+	case err := <-f.Err():
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", ErrInDoubt, ctx.Err())
+	}
+}
+
+// pause waits d before the next send. Close does not cut it short for an
+// event in doubt: Close waits for publishes in flight.
+func (b *Bus[T]) pause(ctx context.Context, d time.Duration, doubt bool) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	closing := b.closing
+	if doubt {
+		closing = nil
+	}
+	select {
+	case <-t.C:
+		return nil
+	case <-closing:
+		return mainbus.ErrClosed
+	case <-ctx.Done():
+		if doubt {
+			return fmt.Errorf("%w: %w", ErrInDoubt, ctx.Err())
+		}
+		return ctx.Err()
+	}
+}
+
+// isFull tells whether err is the server's refusal of a publish to a
+// subject at its MaxMsgsPerSubject.
+func isFull(err error) bool {
+	var ae *jetstream.APIError
+	return errors.As(err, &ae) && ae.ErrorCode == errStoreFailed &&
+		strings.Contains(ae.Description, "maximum messages per subject")
+}
+
+// transient tells whether err may go away by sending again.
+func transient(err error) bool {
+	for _, t := range []error{nats.ErrTimeout, nats.ErrNoResponders, nats.ErrDisconnected,
+		nats.ErrConnectionReconnecting, jetstream.ErrAsyncPublishTimeout,
+		jetstream.ErrNoStreamResponse, jetstream.ErrTooManyStalledMsgs} {
+		if errors.Is(err, t) {
+			return true
+		}
+	}
+	return false
+}
+
+// errStoreFailed is the JetStream error code of a message the stream
+// could not store; the description says why.
+const errStoreFailed jetstream.ErrorCode = 10077
