@@ -51,10 +51,8 @@ func (b *Bus[T]) TryProduce(ev mainbus.Event[T]) error {
 }
 
 func (b *Bus[T]) produce(ctx context.Context, ev mainbus.Event[T], wait bool) error {
-	if ev.Resource != "" && ev.Resource != b.resource {
-		return fmt.Errorf("%w: event %d is for %q, produced on the %s bus; "+
-			"leave Resource empty or set it to %q",
-			mainbus.ErrUnknownResource, ev.ID, ev.Resource, b.resource, b.resource)
+	if err := b.checkResource(&ev); err != nil {
+		return err
 	}
 	if !b.enter() {
 		return mainbus.ErrClosed
