@@ -57,7 +57,7 @@ func (b *Bus[T]) ProduceBatch(ctx context.Context, evs []mainbus.Event[T]) error
 	}
 
 	p := &pipeline[T]{b: b, evs: evs, now: time.Now(),
-		ring: make([]sent, min(len(evs), b.cfg.pending))}
+		done: make(chan *record, min(len(evs), b.cfg.pending))}
 	p.send(ctx)
 	return p.retry(ctx)
 }
@@ -72,22 +72,35 @@ func (b *Bus[T]) checkResource(ev *mainbus.Event[T]) error {
 	return nil
 }
 
-// A pipeline is one ProduceBatch: the events sent and not yet answered,
-// in the order sent, and those to send again one at a time.
+// A pipeline is one ProduceBatch: the events sent and not yet answered
+// and those to send again one at a time.
 type pipeline[T any] struct {
 	b   *Bus[T]
 	evs []mainbus.Event[T]
 	now time.Time // the time of events without one
 
-	// ring holds the publishes awaiting their answer, oldest at head.
-	ring       []sent
-	head, size int
+	// done receives each publish once the server has answered it, from
+	// the bus's publish callbacks. Its capacity, the most publishes a
+	// pipeline has in flight, is what lets the callbacks never block,
+	// also after the pipeline has given up on them.
+	done     chan *record
+	inflight int
 
 	// busy holds the keys with an event awaiting its answer; held those
 	// with an event not stored, whose later events wait for the retry.
 	busy, held map[string]bool
 	again      []unsent // events not stored in the first pass
 	ended      error    // ctx's end, once seen
+}
+
+// A record is one event of a pipeline sent to the server: its message,
+// where it came from, and, once answered, the server's refusal if any.
+type record struct {
+	envelope
+	i    int // index in the pipeline's events
+	c    *conveyor
+	err  error
+	done chan<- *record
 }
 
 // unsent is an event the first pass did not get stored: the message to
@@ -97,14 +110,6 @@ type unsent struct {
 	c   *conveyor
 	msg *nats.Msg // nil if the event was not sent
 	err error     // the server's refusal, or why it was not sent
-}
-
-// sent is one publish awaiting the server's answer.
-type sent struct {
-	i   int // index in evs
-	c   *conveyor
-	msg *nats.Msg
-	f   jetstream.PubAckFuture
 }
 
 // send publishes every event once, keeping at most one event of each key
@@ -126,23 +131,20 @@ func (p *pipeline[T]) send(ctx context.Context) {
 			p.again = append(p.again, unsent{i: i, err: p.ended})
 			continue
 		}
-		if p.size == len(p.ring) {
+		if p.inflight == cap(p.done) {
 			p.complete(ctx)
 		}
-		c, msg, err := b.prepare(&p.evs[i], p.now)
+		rec, err := b.record(&p.evs[i], p.now, p.done)
 		if err != nil {
-			p.fail(unsent{i: i, err: err}, key)
+			p.fail(unsent{i: i, err: err})
 			continue
 		}
-		c.inflight.Add(1)
-		f, err := b.js.PublishMsgAsync(msg)
-		if err != nil {
-			c.inflight.Add(-1)
-			p.fail(unsent{i: i, c: c, msg: msg, err: err}, key)
+		rec.i = i
+		if err := b.sendAsync(rec); err != nil {
+			p.fail(unsent{i: i, c: rec.c, msg: &rec.msg, err: err})
 			continue
 		}
-		p.ring[(p.head+p.size)%len(p.ring)] = sent{i: i, c: c, msg: msg, f: f}
-		p.size++
+		p.inflight++
 		if key != "" {
 			if p.busy == nil {
 				p.busy = map[string]bool{}
@@ -150,55 +152,125 @@ func (p *pipeline[T]) send(ctx context.Context) {
 			p.busy[key] = true
 		}
 	}
-	for p.size > 0 {
+	for p.inflight > 0 && p.ended == nil {
 		p.complete(ctx)
 	}
 }
 
-// complete waits for the answer to the oldest publish in flight. Once
-// ctx has ended it waits for nothing and sets aside every publish in
-// flight, to be reported in doubt.
+// complete waits for the answer to one publish in flight. If ctx ends
+// first, it sets aside every publish in flight, in doubt.
 func (p *pipeline[T]) complete(ctx context.Context) {
-	s := &p.ring[p.head]
-	var err error
-	if p.ended == nil {
-		select {
-		case ack := <-s.f.Ok():
-			if ack.Duplicate {
-				s.c.duplicates.Add(1)
-			}
-		case err = <-s.f.Err():
-		case <-ctx.Done():
-			p.ended = ctx.Err()
+	select {
+	case rec := <-p.done:
+		p.inflight--
+		key := p.evs[rec.i].Key
+		if rec.err != nil {
+			p.fail(unsent{i: rec.i, c: rec.c, msg: &rec.msg, err: rec.err})
 		}
+		if key != "" {
+			delete(p.busy, key)
+		}
+	case <-ctx.Done():
+		p.ended = ctx.Err()
+		p.b.abandon(p.done, fmt.Errorf("%w: %w", ErrInDoubt, p.ended), p.fail)
+		// What was answered before abandon is in done.
+		for {
+			select {
+			case rec := <-p.done:
+				if rec.err != nil {
+					p.fail(unsent{i: rec.i, c: rec.c, msg: &rec.msg, err: rec.err})
+				}
+				continue
+			default:
+			}
+			break
+		}
+		p.inflight = 0
 	}
-	if p.ended != nil && err == nil {
-		err = fmt.Errorf("%w: %w", ErrInDoubt, p.ended)
-	}
-	s.c.inflight.Add(-1)
-	key := p.evs[s.i].Key
-	if err == nil {
-		s.c.produced.Add(1)
-	} else {
-		p.fail(unsent{i: s.i, c: s.c, msg: s.msg, err: err}, key)
-	}
-	if key != "" {
-		delete(p.busy, key)
-	}
-	*s = sent{}
-	p.head = (p.head + 1) % len(p.ring)
-	p.size--
 }
 
 // fail sets an event aside for the retry and holds the later events of
 // its key behind it.
-func (p *pipeline[T]) fail(u unsent, key string) {
+func (p *pipeline[T]) fail(u unsent) {
 	p.again = append(p.again, u)
-	if key != "" {
+	if key := p.evs[u.i].Key; key != "" {
 		if p.held == nil {
 			p.held = map[string]bool{}
 		}
 		p.held[key] = true
+	}
+}
+
+// record encodes ev for the conveyor its balancer picks.
+func (b *Bus[T]) record(ev *mainbus.Event[T], now time.Time,
+	done chan<- *record) (*record, error) {
+	i := b.cfg.balancer.Pick(ev.Key, b.view)
+	if i < 0 || i >= len(b.conveyors) {
+		return nil, invalid("balancer %T picked conveyor %d of bus %s; want 0 to %d",
+			b.cfg.balancer, i, b.resource, len(b.conveyors)-1)
+	}
+	rec := &record{c: b.conveyors[i], done: done}
+	if err := b.encode(&rec.envelope, i, ev, now); err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
+
+// sendAsync publishes rec without waiting; the bus's publish callbacks
+// hand it to its pipeline once the server has answered.
+func (b *Bus[T]) sendAsync(rec *record) error {
+	rec.c.inflight.Add(1)
+	b.pendMu.Lock()
+	b.pend[&rec.msg] = rec
+	b.pendMu.Unlock()
+	if _, err := b.js.PublishMsgAsync(&rec.msg); err != nil {
+		b.pendMu.Lock()
+		delete(b.pend, &rec.msg)
+		b.pendMu.Unlock()
+		rec.c.inflight.Add(-1)
+		return err
+	}
+	return nil
+}
+
+// answered is the publish callback of the bus: err is nil when the
+// server stored msg. Messages of Produce are not in pend.
+func (b *Bus[T]) answered(msg *nats.Msg, ack *jetstream.PubAck, err error) {
+	b.pendMu.Lock()
+	defer b.pendMu.Unlock()
+	rec := b.pend[msg]
+	if rec == nil {
+		return
+	}
+	delete(b.pend, msg)
+	rec.c.inflight.Add(-1)
+	if err == nil {
+		rec.c.produced.Add(1)
+		if ack != nil && ack.Duplicate {
+			rec.c.duplicates.Add(1)
+		}
+	}
+	rec.err = err
+	// Under the lock, so that abandon finds every record of its pipeline
+	// either in pend or in done. done has room: see pipeline.
+	rec.done <- rec
+}
+
+// abandon takes the publishes of one pipeline still awaiting an answer
+// out of pend and hands each to fail with err.
+func (b *Bus[T]) abandon(done chan<- *record, err error, fail func(unsent)) {
+	b.pendMu.Lock()
+	var recs []*record
+	for msg, rec := range b.pend {
+		if rec.done == done {
+			recs = append(recs, rec)
+			delete(b.pend, msg)
+		}
+	}
+	b.pendMu.Unlock()
+	for _, rec := range recs {
+		rec.c.inflight.Add(-1)
+		fail(unsent{i: rec.i, c: rec.c, msg: &rec.msg, err: err})
 	}
 }
 
@@ -258,33 +330,14 @@ func (p *pipeline[T]) again1(ctx context.Context, u unsent) error {
 		return u.err // an event that cannot be encoded or placed
 	case u.msg == nil:
 		// Held behind an event of its key that is now stored.
-		c, msg, err := b.prepare(&p.evs[u.i], p.now)
+		rec, err := b.record(&p.evs[u.i], p.now, nil)
 		if err != nil {
 			return err
 		}
-		u.c, u.msg = c, msg
+		u.c, u.msg = rec.c, &rec.msg
 	case isFull(u.err) && !wait:
 		return &mainbus.ProduceError{Resource: b.resource, Conveyor: u.c.index,
 			Err: mainbus.ErrFull}
 	}
 	return b.publish(ctx, u.c, u.msg, wait)
-}
-
-// prepare picks the conveyor of ev and encodes it, stamping a zero time
-// with now.
-func (b *Bus[T]) prepare(ev *mainbus.Event[T], now time.Time) (*conveyor, *nats.Msg, error) {
-	i := b.cfg.balancer.Pick(ev.Key, b.view)
-	if i < 0 || i >= len(b.conveyors) {
-		return nil, nil, invalid("balancer %T picked conveyor %d of bus %s; want 0 to %d",
-			b.cfg.balancer, i, b.resource, len(b.conveyors)-1)
-	}
-	e := *ev
-	if e.Time.IsZero() {
-		e.Time = now
-	}
-	msg, err := b.message(i, &e)
-	if err != nil {
-		return nil, nil, err
-	}
-	return b.conveyors[i], msg, nil
 }
