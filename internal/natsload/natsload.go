@@ -45,6 +45,11 @@ type Config struct {
 	// throughput consumption. Both sides get the same values.
 	Pending     int
 	MaxInFlight int
+
+	// MsgIDs gives each message of the plain side a Nats-Msg-Id header,
+	// so that the server deduplicates its publishes as it does the
+	// bus's. Without it, the plain side publishes bare bodies.
+	MsgIDs bool
 }
 
 // Defaults of a Config.

@@ -64,6 +64,9 @@ func publishPlain(ctx context.Context, js jetstream.JetStream, subjects []string
 	data := body(cfg)
 	for i := range cfg.Events {
 		msg := &nats.Msg{Subject: subjects[i%len(subjects)], Data: data}
+		if cfg.MsgIDs {
+			msg.Header = nats.Header{jetstream.MsgIDHeader: {strconv.Itoa(i + 1)}}
+		}
 		if _, err := js.PublishMsgAsync(msg); err != nil {
 			return fmt.Errorf("publish %d: %w", i, err)
 		}
