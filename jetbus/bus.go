@@ -38,6 +38,11 @@ type Bus[T any] struct {
 	producers sync.WaitGroup
 	closing   chan struct{} // closed when Close begins
 
+	// pend holds the publishes of ProduceBatch awaiting the server's
+	// answer, found by the publish callbacks.
+	pendMu sync.Mutex
+	pend   map[*nats.Msg]*record
+
 	// ctx is handed to handlers; cancel ends it when a Close runs out of
 	// time.
 	ctx    context.Context
@@ -71,9 +76,18 @@ func New[T any](ctx context.Context, nc *nats.Conn, resource string, h mainbus.H
 	if err != nil {
 		return nil, err
 	}
+	// The callbacks run only for publishes, which begin after New.
+	var b *Bus[T]
 	js, err := jetstream.New(nc,
 		jetstream.WithPublishAsyncMaxPending(cfg.pending),
-		jetstream.WithPublishAsyncTimeout(cfg.publishWait))
+		jetstream.WithPublishAsyncTimeout(cfg.publishWait),
+		jetstream.WithPublishAsyncAckHandler(
+			func(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) {
+				b.answered(m, ack, nil)
+			}),
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
+			b.answered(m, nil, err)
+		}))
 	if err != nil {
 		return nil, fmt.Errorf("jetbus: bus %s: %w", resource, err)
 	}
@@ -81,7 +95,7 @@ func New[T any](ctx context.Context, nc *nats.Conn, resource string, h mainbus.H
 	if err != nil {
 		return nil, fmt.Errorf("bus %s: %w", resource, err)
 	}
-	b := &Bus[T]{
+	b = &Bus[T]{
 		resource:  resource,
 		cfg:       cfg,
 		handle:    h,
@@ -90,6 +104,7 @@ func New[T any](ctx context.Context, nc *nats.Conn, resource string, h mainbus.H
 		conveyors: make([]*conveyor, cfg.conveyors),
 		closing:   make(chan struct{}),
 		done:      make(chan struct{}),
+		pend:      map[*nats.Msg]*record{},
 	}
 	for i := range b.conveyors {
 		b.conveyors[i] = newConveyor(resource, i)

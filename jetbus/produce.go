@@ -51,10 +51,8 @@ func (b *Bus[T]) TryProduce(ev mainbus.Event[T]) error {
 }
 
 func (b *Bus[T]) produce(ctx context.Context, ev mainbus.Event[T], wait bool) error {
-	if ev.Resource != "" && ev.Resource != b.resource {
-		return fmt.Errorf("%w: event %d is for %q, produced on the %s bus; "+
-			"leave Resource empty or set it to %q",
-			mainbus.ErrUnknownResource, ev.ID, ev.Resource, b.resource, b.resource)
+	if err := b.checkResource(&ev); err != nil {
+		return err
 	}
 	if !b.enter() {
 		return mainbus.ErrClosed
@@ -75,26 +73,51 @@ func (b *Bus[T]) produce(ctx context.Context, ev mainbus.Event[T], wait bool) er
 
 // message encodes ev for conveyor i.
 func (b *Bus[T]) message(i int, ev *mainbus.Event[T]) (*nats.Msg, error) {
+	env := new(envelope)
+	if err := b.encode(env, i, ev, time.Time{}); err != nil {
+		return nil, err
+	}
+	return &env.msg, nil
+}
+
+// An envelope is the message of one event together with the header
+// values it points into, so that both cost one allocation.
+type envelope struct {
+	msg  nats.Msg
+	vals [4]string
+}
+
+// encode fills env with the message of ev for conveyor i. A zero event
+// time becomes now, or the time of the call if now is zero too.
+func (b *Bus[T]) encode(env *envelope, i int, ev *mainbus.Event[T], now time.Time) error {
 	data, err := b.cfg.codec.Marshal(ev.Value)
 	if err != nil {
-		return nil, fmt.Errorf("jetbus: encode event %d of %s: %w", ev.ID, b.resource, err)
+		return fmt.Errorf("jetbus: encode event %d of %s: %w", ev.ID, b.resource, err)
 	}
-	if ev.Time.IsZero() {
-		ev.Time = time.Now()
+	at := ev.Time
+	if at.IsZero() {
+		at = now
+		if at.IsZero() {
+			at = time.Now()
+		}
 	}
-	id := b.resource + "-" + strconv.FormatUint(ev.ID, 10)
+	v := &env.vals
+	v[1] = strconv.FormatUint(ev.ID, 10)
+	v[0] = b.resource + "-" + v[1]
 	if ev.ID == 0 {
-		id = b.resource + "-" + nuid.Next()
+		v[0] = b.resource + "-" + nuid.Next()
 	}
-	h := nats.Header{
-		jetstream.MsgIDHeader: {id},
-		hdrID:                 {strconv.FormatUint(ev.ID, 10)},
-		hdrTime:               {ev.Time.Format(time.RFC3339Nano)},
-	}
+	v[2] = at.Format(time.RFC3339Nano)
+	h := make(nats.Header, 4)
+	h[jetstream.MsgIDHeader] = v[0:1:1]
+	h[hdrID] = v[1:2:2]
+	h[hdrTime] = v[2:3:3]
 	if ev.Key != "" {
-		h[hdrKey] = []string{ev.Key}
+		v[3] = ev.Key
+		h[hdrKey] = v[3:4:4]
 	}
-	return &nats.Msg{Subject: b.conveyors[i].subject, Data: data, Header: h}, nil
+	env.msg = nats.Msg{Subject: b.conveyors[i].subject, Data: data, Header: h}
+	return nil
 }
 
 // Waits between publishes of one event that the server refused for room

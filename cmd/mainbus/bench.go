@@ -65,6 +65,7 @@ one JSON document with these fields:
 type benchConfig struct {
 	duration benchDuration
 	json     bool
+	nats     string // --nats: "", "embedded" or a server URL
 }
 
 func benchFlags(stderr io.Writer) (*flag.FlagSet, *benchConfig) {
@@ -75,6 +76,9 @@ func benchFlags(stderr io.Writer) (*flag.FlagSet, *benchConfig) {
 		"how long each case runs: `D`, a duration such as 200ms or 2s, at most 10m")
 	fs.BoolVar(&cfg.json, "json", false,
 		"print the results as one JSON document instead of a table")
+	fs.StringVar(&cfg.nats, "nats", "",
+		"compare mainbus over JetStream with plain nats.go instead, on the server at `URL`: "+
+			"embedded (one started here on 127.0.0.1) or nats://HOST:PORT")
 	fs.Usage = func() {}
 	return fs, cfg
 }
@@ -105,10 +109,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(stdout)
-			fmt.Fprintln(stdout, "Usage: mainbus bench [--duration D] [--json]")
+			fmt.Fprintln(stdout, "Usage: mainbus bench [--duration D] [--json] [--nats URL]")
 			fmt.Fprintln(stdout)
 			fs.PrintDefaults()
 			fmt.Fprint(stdout, benchHelp)
+			fmt.Fprint(stdout, benchNATSHelp)
 			return exitOK
 		}
 		// The flag package has printed the error.
@@ -122,6 +127,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitUsage
 	}
 
+	if cfg.nats != "" {
+		return runBenchNATS(ctx, cfg, stdout, stderr)
+	}
 	rep, err := bench(ctx, time.Duration(cfg.duration), newProgress(stderr))
 	if err != nil {
 		if ctx.Err() != nil {

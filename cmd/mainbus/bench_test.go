@@ -274,3 +274,58 @@ func TestWeightedPercentile(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchNATS runs bench --nats briefly on an embedded server, as a
+// table and as JSON, and checks that an unreachable server fails fast.
+func TestBenchNATS(t *testing.T) {
+	works := []string{"publish memory", "publish file", "consume-ordered memory",
+		"consume-throughput memory"}
+	t.Run("table", func(t *testing.T) {
+		out, errOut, code := runCLI(t, "bench", "--nats", "embedded", "--duration", "20ms")
+		if code != exitOK {
+			t.Fatalf("exit %d, stderr:\n%s", code, errOut)
+		}
+		rows := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+		if len(rows) != len(works)+1 {
+			t.Fatalf("%d lines, want a header and %d rows:\n%s", len(rows), len(works), out)
+		}
+		for i, row := range rows[1:] {
+			f := strings.Fields(row)
+			if len(f) != 8 || f[0]+" "+f[1] != works[i] {
+				t.Fatalf("row %q; want 8 columns starting with %s", row, works[i])
+			}
+			positive(t, row+": plain/s", f[3], false)
+			positive(t, row+": mainbus/s", f[5], false)
+			positive(t, row+": ratio", f[6], false)
+		}
+	})
+	t.Run("json", func(t *testing.T) {
+		out, errOut, code := runCLI(t, "bench", "--nats", "embedded", "--duration", "20ms",
+			"--json")
+		if code != exitOK {
+			t.Fatalf("exit %d, stderr:\n%s", code, errOut)
+		}
+		var rep natsReport
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatalf("stdout is not JSON: %v\n%s", err, out)
+		}
+		if rep.Server != "embedded" || len(rep.Cases) != len(works) {
+			t.Fatalf("report %+v; want server embedded and %d cases", rep, len(works))
+		}
+		for i, c := range rep.Cases {
+			if c.Work+" "+c.Storage != works[i] || c.Ratio <= 0 || c.Events < 1 {
+				t.Errorf("case %d is %+v; want %s with events and a ratio", i, c, works[i])
+			}
+		}
+	})
+	t.Run("unreachable", func(t *testing.T) {
+		start := time.Now()
+		_, errOut, code := runCLI(t, "bench", "--nats", "nats://127.0.0.1:1")
+		if code != exitFailure || !strings.Contains(errOut, "nats://127.0.0.1:1") {
+			t.Errorf("exit %d, stderr %q; want exit 1 naming the URL", code, errOut)
+		}
+		if d := time.Since(start); d > 10*time.Second {
+			t.Errorf("took %v to fail; want a few seconds", d)
+		}
+	})
+}
