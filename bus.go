@@ -343,7 +343,9 @@ func (b *Bus[T]) place(ctx context.Context, l *layout[T], c *conveyor[T], it ite
 		b.displace(c, it, d)
 		return nil
 	case !wait:
-		c.m.rejected.Add(n)
+		if it.stack == nil { // a batch counts all it hands back, in batchIn
+			c.m.rejected.Add(1)
+		}
 		return &ProduceError{Resource: b.resource, Conveyor: c.index, Err: ErrFull}
 	}
 

@@ -39,6 +39,7 @@ type conveyor[T any] struct {
 	mark        int64
 	queue, work tally
 	pending     int
+	flushedAt   int64 // the mark at the last flush
 	inStack     bool
 }
 
@@ -59,7 +60,7 @@ func (c *conveyor[T]) observeWork(end int64, n uint64) {
 
 func (c *conveyor[T]) count() {
 	c.pending++
-	if c.pending >= flushEvery {
+	if c.pending >= flushEvery || c.mark-c.flushedAt >= int64(flushAfter) {
 		c.flush()
 	}
 }
@@ -69,6 +70,7 @@ func (c *conveyor[T]) flush() {
 	c.queue.flush(&c.m.queue)
 	c.work.flush(&c.m.work)
 	c.pending = 0
+	c.flushedAt = c.mark
 }
 
 // A meter counts the events of one conveyor number. It outlives the

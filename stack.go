@@ -194,6 +194,15 @@ func (b *Bus[T]) stampInPlace(ev *Event[T], now *time.Time) {
 	}
 }
 
+// countRejected counts as rejected the events a batch hands back because
+// a conveyor of l had no room: those of the stack refused, and all those
+// after it, which were not tried.
+func countRejected[T any](l *layout[T], rest []Event[T], err error) {
+	if pe, ok := err.(*ProduceError); ok && pe.Err == ErrFull {
+		l.conveyors[pe.Conveyor].m.rejected.Add(uint64(len(rest)))
+	}
+}
+
 // batchKeyless is batchIn for balancers that ignore the key: it cuts evs
 // into stacks in order and asks the balancer once per stack.
 func (b *Bus[T]) batchKeyless(ctx context.Context, l *layout[T], evs []Event[T], now *time.Time,
@@ -222,6 +231,7 @@ func (b *Bus[T]) batchKeyless(ctx context.Context, l *layout[T], evs []Event[T],
 func (b *Bus[T]) batchIn(ctx context.Context, l *layout[T], evs []Event[T], now *time.Time,
 	wait bool, d *drops[T]) (rest []Event[T], err error) {
 	defer l.leave()
+	defer func() { countRejected(l, rest, err) }()
 	if !l.enter() {
 		if b.closed.Load() {
 			return slices.Clone(evs), ErrClosed

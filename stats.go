@@ -32,9 +32,9 @@ type Stats struct {
 // returned; attempts that panicked are not timed. Events that came in a
 // stack share its time: each is counted as taking the mean, for a stack
 // handler and for a handler of single events alike, so that the clock is
-// read once per stack. A consumer publishes its timings at least every 64
-// events and whenever its conveyor runs empty, so under load they may lag
-// the counters above by that much.
+// read once per stack. A consumer publishes its timings every 64 events or
+// 50 ms, whichever comes first, and whenever its conveyor runs empty, so
+// under load they may lag the counters above by that much.
 type ConveyorStats struct {
 	Conveyor int
 

@@ -394,3 +394,76 @@ func TestHistogramObserve(t *testing.T) {
 		t.Errorf("after 4 observations: %+v; want %+v", h, want)
 	}
 }
+
+// Rejected counts every event handed back for want of room: by Produce
+// and TryProduce one at a time, by ProduceBatch all it hands back,
+// including those after the refused stack, which were not tried.
+func TestRejectedCountsWhatIsHandedBack(t *testing.T) {
+	t.Parallel()
+	gate, open := newGate(t)
+	taken := make(chan struct{}, 1)
+	b := newBus(t, func(ctx context.Context, _ int, _ mainbus.Event[int]) error {
+		select {
+		case taken <- struct{}{}:
+		default:
+		}
+		hold(ctx, gate)
+		return nil
+	}, mainbus.WithConveyors(1), mainbus.WithExactConveyors(), mainbus.WithBuffer(1),
+		mainbus.WithOverflow(mainbus.Reject))
+	ctx := context.Background()
+	if err := b.Produce(ctx, mainbus.Event[int]{ID: 1}); err != nil {
+		t.Fatal(err)
+	}
+	recv(t, taken, "event 1 in the handler")
+	// The first stack of 64 takes the one free slot; the rest find none.
+	err := b.ProduceBatch(ctx, make([]mainbus.Event[int], 200))
+	var be *mainbus.BatchError[int]
+	if !errors.As(err, &be) || !errors.Is(err, mainbus.ErrFull) || len(be.Rejected) != 136 {
+		t.Fatalf("ProduceBatch = %v; want ErrFull with 136 events handed back", err)
+	}
+	if err := b.TryProduce(mainbus.Event[int]{ID: 2}); !errors.Is(err, mainbus.ErrFull) {
+		t.Fatalf("TryProduce = %v; want ErrFull", err)
+	}
+	if got := b.Stats().Total().Rejected; got != 137 {
+		t.Errorf("Rejected = %d; want 137", got)
+	}
+	open()
+	closeBus(b)
+	if tot := b.Stats().Total(); tot.Consumed != 65 || tot.Produced != 65 {
+		t.Errorf("Produced %d, Consumed %d; want 65, 65", tot.Produced, tot.Consumed)
+	}
+}
+
+// A busy conveyor publishes its timings at least every 50 ms, even when
+// it handles fewer than 64 events in that time and never runs empty.
+func TestTimingsArePublishedWhileBusy(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		const events, cost = 20, 10 * time.Millisecond
+		b, err := mainbus.New("iron", func(context.Context, int, mainbus.Event[int]) error {
+			time.Sleep(cost) // the handler's work, on the fake clock
+			return nil
+		}, mainbus.WithConveyors(1), mainbus.WithExactConveyors(), mainbus.WithBuffer(events))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range events {
+			if err := b.Produce(context.Background(), mainbus.Event[int]{ID: uint64(i + 1)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(10*cost + cost/2) // ten events handled, the conveyor still busy
+		s := b.Stats().Conveyors[0]
+		if s.Consumed != 10 || s.HandlerTime.Count < 5 || s.HandlerTime.Count > 10 {
+			t.Errorf("after 10 events of 20: Consumed %d, HandlerTime counts %d; "+
+				"want 10, and 5 to 10 published", s.Consumed, s.HandlerTime.Count)
+		}
+		if err := b.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if n := b.Stats().Conveyors[0].HandlerTime.Count; n != events {
+			t.Errorf("after Close HandlerTime counts %d; want %d", n, events)
+		}
+	})
+}

@@ -150,10 +150,14 @@ func (t *tally) flush(to *timing) {
 	}
 }
 
-// flushEvery is how many observations a consumer keeps to itself at most
-// before it publishes them to Stats. It also publishes whenever its
-// conveyor runs empty, and when it stops.
-const flushEvery = 64
+// A consumer keeps its observations to itself until it has flushEvery of
+// them or flushAfter has passed since it last published them to Stats,
+// whichever comes first. It also publishes whenever its conveyor runs
+// empty, and when it stops.
+const (
+	flushEvery = 64
+	flushAfter = 50 * time.Millisecond
+)
 
 // clock reads the bus's monotonic clock: the time since the bus was
 // built. It costs one clock reading, where time.Now costs two.
