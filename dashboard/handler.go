@@ -61,7 +61,10 @@ func MustHandler(stats func() []mainbus.Stats, opts ...Option) http.Handler {
 // option, such as an interval out of range or two knobs of one name.
 func NewHandler(stats func() []mainbus.Stats, opts ...Option) (http.Handler, error) {
 	cfg := config{interval: DefaultInterval, title: "mainbus"}
-	for _, o := range opts {
+	for i, o := range opts {
+		if o == nil {
+			return nil, invalid("option %d is nil; want one from a dashboard With… function", i)
+		}
 		o.apply(&cfg)
 	}
 	if stats == nil {
@@ -193,7 +196,11 @@ func (h *handler) serveKnob(w http.ResponseWriter, r *http.Request) {
 	var req knobRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	err := dec.Decode(&req)
+	if err == nil && dec.More() {
+		err = errors.New("more than one JSON value")
+	}
+	if err != nil {
 		http.Error(w, fmt.Sprintf(`the body is not a knob setting (%v); `+
 			`want JSON such as {"name": "iron rate", "value": 3000}`, err),
 			http.StatusBadRequest)
@@ -214,7 +221,7 @@ func (h *handler) serveKnob(w http.ResponseWriter, r *http.Request) {
 			k.Name, *req.Value, k.Min, k.Max), http.StatusBadRequest)
 		return
 	}
-	if err := k.Set(*req.Value); err != nil {
+	if err := setKnob(k, *req.Value); err != nil {
 		code := http.StatusInternalServerError
 		if errors.Is(err, mainbus.ErrInvalidOption) {
 			code = http.StatusBadRequest
@@ -223,6 +230,16 @@ func (h *handler) serveKnob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, knobFrames([]Knob{k})[0])
+}
+
+// setKnob calls k.Set, turning a panic in it into an error.
+func setKnob(k Knob, v float64) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("the knob's Set panicked: %v", p)
+		}
+	}()
+	return k.Set(v)
 }
 
 // knobNames says which knob names are accepted.

@@ -142,6 +142,7 @@ func TestNewHandlerRejectsBadOptions(t *testing.T) {
 		want  string
 	}{
 		{"nil stats", nil, dashboard.WithTitle("x"), "stats function is nil"},
+		{"nil option", stats, nil, "option 0 is nil"},
 		{"short interval", stats, dashboard.WithInterval(time.Millisecond),
 			"interval is 1ms; want 10ms to 1m0s"},
 		{"long interval", stats, dashboard.WithInterval(time.Hour), "want 10ms to 1m0s"},

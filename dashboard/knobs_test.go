@@ -45,7 +45,9 @@ func TestKnobs(t *testing.T) {
 	}
 	bad := fmt.Errorf("%w: conveyors is 0", mainbus.ErrInvalidOption)
 	srv := serve(t, dashboard.MustHandler(mainbus.StatsOf(), dashboard.WithKnobs(
-		knob("cost", nil), knob("picky", bad), knob("broken", errors.New("bus closed")))))
+		knob("cost", nil), knob("picky", bad), knob("broken", errors.New("bus closed")),
+		dashboard.Knob{Name: "wild", Min: 0, Max: 1, Step: 1, Get: func() float64 { return 0 },
+			Set: func(float64) error { panic("wild knob") }})))
 	url := srv.URL + "/knobs"
 
 	code, body := post(t, url, `{"name": "cost", "value": 25}`)
@@ -59,7 +61,7 @@ func TestKnobs(t *testing.T) {
 		want       string
 	}{
 		{"unknown", `{"name": "speed", "value": 1}`, 400,
-			`unknown knob "speed"; want one of "cost", "picky", "broken"`},
+			`unknown knob "speed"; want one of "cost", "picky", "broken", "wild"`},
 		{"too high", `{"name": "cost", "value": 101}`, 400,
 			`knob "cost": 101 is out of range; want 1 to 100`},
 		{"too low", `{"name": "cost", "value": 0.5}`, 400, "0.5 is out of range"},
@@ -69,6 +71,9 @@ func TestKnobs(t *testing.T) {
 		{"extra field", `{"name": "cost", "value": 3, "unit": "s"}`, 400, "unknown field"},
 		{"refused", `{"name": "picky", "value": 3}`, 400, "conveyors is 0"},
 		{"failed", `{"name": "broken", "value": 3}`, 500, `knob "broken": bus closed`},
+		{"panicked", `{"name": "wild", "value": 1}`, 500, "Set panicked: wild knob"},
+		{"two values", `{"name": "cost", "value": 3}{"name": "cost", "value": 4}`, 400,
+			"more than one JSON value"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -261,7 +261,8 @@ func (f *factory) knobs(cfg *dashboardConfig, log *slog.Logger) []dashboard.Knob
 					l.cost.Store(int64(v * float64(time.Millisecond)))
 					return nil
 				})},
-			dashboard.Knob{Name: res + " conveyors", Min: 2, Max: 64, Step: 2,
+			dashboard.Knob{Name: res + " conveyors", Min: 2,
+				Max: float64(max(64, l.bus.Conveyors())), Step: 2,
 				Get: func() float64 { return float64(l.bus.Conveyors()) },
 				Set: logged(res+" conveyors", l.resize)},
 		)

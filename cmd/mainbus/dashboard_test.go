@@ -36,6 +36,8 @@ func TestDashboardBadInput(t *testing.T) {
 		{"huge buffer", []string{"--buffer", "9223372036854775807"}, "want 0 to 1048576"},
 		{"unknown balancer", []string{"--balancer", "fastest"}, "want one of random"},
 		{"no port", []string{"--addr", "127.0.0.1"}, "want HOST:PORT"},
+		{"port too big", []string{"--addr", "127.0.0.1:99999"}, "port from 0 to 65535"},
+		{"named port", []string{"--addr", "127.0.0.1:http"}, "port from 0 to 65535"},
 		{"short interval", []string{"--interval", "1ms"}, "want a duration from 10ms to 1m0s"},
 		{"unknown flag", []string{"--events", "3"},
 			"the flags of dashboard are --addr, --balancer"},

@@ -173,7 +173,7 @@ type durationFlag struct {
 func (f *durationFlag) String() string { return f.d.String() }
 
 func (f *durationFlag) Set(v string) error {
-	want := fmt.Sprintf("want a duration from %v to %v, such as 1ms or 250µs", f.min, f.max)
+	want := fmt.Sprintf("want a duration from %v to %v", f.min, f.max)
 	if f.max == 0 {
 		want = fmt.Sprintf("want %v or more, such as 30s", f.min)
 	}
@@ -194,8 +194,13 @@ type addrFlag string
 func (f *addrFlag) String() string { return string(*f) }
 
 func (f *addrFlag) Set(v string) error {
-	if _, port, err := net.SplitHostPort(v); err != nil || port == "" {
-		return fmt.Errorf("want HOST:PORT, as in 127.0.0.1:7070, or port 0 for any free port")
+	_, port, err := net.SplitHostPort(v)
+	if err == nil {
+		_, err = strconv.ParseUint(port, 10, 16)
+	}
+	if err != nil {
+		return fmt.Errorf("want HOST:PORT with a port from 0 to 65535, as in 127.0.0.1:7070; " +
+			"port 0 picks a free one")
 	}
 	*f = addrFlag(v)
 	return nil
