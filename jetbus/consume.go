@@ -106,6 +106,10 @@ func (b *Bus[T]) deliver(c *conveyor, msg jetstream.Msg, done *uint64) {
 			b.ack(c, msg)
 			return
 		}
+	} else {
+		// The server's timestamp, not the event's Time, which the
+		// producer may have set to anything.
+		c.observeQueue(time.Since(meta.Timestamp))
 	}
 	ev, err := b.decode(msg)
 	if err != nil {
@@ -143,11 +147,11 @@ func (b *Bus[T]) retry(c *conveyor, msg jetstream.Msg, attempt int) {
 // runtime.Goexit; the in-process bus reports it in the same words.
 const goexitPanic = "mainbus: handler called runtime.Goexit"
 
-// call runs the handler on ev, turning a panic into a failure, and
-// reports a failure as a [*mainbus.HandlerError]. A handler that
-// calls runtime.Goexit ends the consumer goroutine whatever we do, so
-// call starts a new consumer for c, which settles the event as a failed
-// attempt, before the old one goes; done is handed to it.
+// call runs the handler on ev, timing it, turning a panic into a
+// failure, and reports a failure as a [*mainbus.HandlerError]. A handler
+// that calls runtime.Goexit ends the consumer goroutine whatever we do,
+// so call starts a new consumer for c, which settles the event as a
+// failed attempt, before the old one goes; done is handed to it.
 func (b *Bus[T]) call(c *conveyor, msg jetstream.Msg, ev mainbus.Event[T],
 	attempt int, done uint64) (err error) {
 	// The heartbeat runs only between here and the deferred Stop, so no
@@ -157,10 +161,15 @@ func (b *Bus[T]) call(c *conveyor, msg jetstream.Msg, ev mainbus.Event[T],
 	c.hb.Reset(b.cfg.ackWait / 2)
 	c.mu.Unlock()
 	returned := false
+	start := time.Now()
 	defer func() {
+		took := time.Since(start)
 		c.mu.Lock()
 		c.cur = nil
 		c.hb.Stop()
+		if returned {
+			c.handlerTime.Observe(took)
+		}
 		c.mu.Unlock()
 
 		he := &mainbus.HandlerError{Resource: b.resource, Conveyor: c.index,
