@@ -29,6 +29,9 @@ import (
 // returned, as on the in-process bus; attempts that panicked or called
 // runtime.Goexit are not timed. Both are exact in every snapshot: the
 // consumer adds to them under a lock that Stats takes to copy them.
+//
+// [StatsOf] turns the snapshots into the form the Prometheus collector of
+// package prom and the dashboard take.
 type Stats struct {
 	mainbus.Stats
 	Server []ServerStats
@@ -161,5 +164,27 @@ func (b *Bus[T]) read(ctx context.Context, last []uint64) {
 		}
 		c.stalled = stalled
 		last[i] = ci.Delivered.Consumer
+	}
+}
+
+// StatsOf returns a function that takes a snapshot of each bus, in the
+// order given, and keeps its [mainbus.Stats]: the shape of
+// [mainbus.StatsOf], which the Prometheus collector of package prom and
+// the dashboard take. Buses of different event types mix:
+//
+//	stats := jetbus.StatsOf(iron, copper) // a *Bus[Plate] and a *Bus[Wire]
+//	reg.MustRegister(prom.NewCollector(stats))
+//
+// The Server part of each snapshot is left out; read it from
+// [Bus.Stats]. Give each resource once: the collector refuses a second
+// bus of the same resource. The function is safe for concurrent use.
+func StatsOf(buses ...interface{ Stats() Stats }) func() []mainbus.Stats {
+	buses = append([]interface{ Stats() Stats }(nil), buses...)
+	return func() []mainbus.Stats {
+		s := make([]mainbus.Stats, len(buses))
+		for i, b := range buses {
+			s[i] = b.Stats().Stats
+		}
+		return s
 	}
 }
