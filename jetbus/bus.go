@@ -309,13 +309,30 @@ type conveyor struct {
 	owned                                          atomic.Bool
 	pin                                            atomic.Value // string: the last Nats-Pin-Id seen
 
-	// The event in the handler, told to the server as in progress every
-	// half ack wait.
-	mu  sync.Mutex
-	cur jetstream.Msg
-	hb  *time.Timer
+	// mu guards the event in the handler, told to the server as in
+	// progress every half ack wait, and the timings, which the consumer
+	// goroutine adds to and Stats copies.
+	mu          sync.Mutex
+	cur         jetstream.Msg
+	hb          *time.Timer
+	queueTime   mainbus.Histogram
+	handlerTime mainbus.Histogram
 }
 
 func newConveyor(resource string, i int) *conveyor {
 	return &conveyor{index: i, subject: Subject(resource, i)}
+}
+
+// observeQueue counts the time one event waited on the server.
+func (c *conveyor) observeQueue(d time.Duration) {
+	c.mu.Lock()
+	c.queueTime.Observe(d)
+	c.mu.Unlock()
+}
+
+// timings returns copies of the conveyor's histograms.
+func (c *conveyor) timings() (queue, handler mainbus.Histogram) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.queueTime, c.handlerTime
 }

@@ -41,7 +41,7 @@ func (b *Bus[T]) startConsumers(ctx context.Context) error {
 		c.hb = time.AfterFunc(time.Hour, c.beat(b.cfg.ackWait/2))
 		c.hb.Stop()
 		b.workers.Add(1)
-		go b.consume(c)
+		go b.consume(c, 0, nil)
 	}
 	return nil
 }
@@ -57,14 +57,16 @@ func (b *Bus[T]) stopConsumers() {
 }
 
 // consume is the goroutine of conveyor c: it hands each event delivered
-// to this process to the handler, in the order delivered.
-func (b *Bus[T]) consume(c *conveyor) {
+// to this process to the handler, in the order delivered. done is the
+// stream sequence of the last event handled here; in Ordered mode the
+// server delivers a conveyor's events in sequence, so an older one is a
+// redelivery of an event whose ack was lost. If r is set, consume first
+// settles the delivery whose handler ended the goroutine before it.
+func (b *Bus[T]) consume(c *conveyor, done uint64, r *interrupted) {
 	defer b.workers.Done()
-	defer c.hb.Stop()
-	// done is the stream sequence of the last event handled here. In
-	// Ordered mode the server delivers a conveyor's events in sequence,
-	// so an older one is a redelivery of an event whose ack was lost.
-	var done uint64
+	if r != nil {
+		b.retry(c, r.msg, r.attempt)
+	}
 	for {
 		msg, err := c.it.Next()
 		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
@@ -76,6 +78,13 @@ func (b *Bus[T]) consume(c *conveyor) {
 		}
 		b.deliver(c, msg, &done)
 	}
+}
+
+// An interrupted delivery is one whose handler called runtime.Goexit,
+// left for the consumer goroutine that replaces the one it ended.
+type interrupted struct {
+	msg     jetstream.Msg
+	attempt int
 }
 
 // deliver hands one message to the handler and settles it with the
@@ -97,6 +106,10 @@ func (b *Bus[T]) deliver(c *conveyor, msg jetstream.Msg, done *uint64) {
 			b.ack(c, msg)
 			return
 		}
+	} else {
+		// The server's timestamp, not the event's Time, which the
+		// producer may have set to anything.
+		c.observeQueue(time.Since(meta.Timestamp))
 	}
 	ev, err := b.decode(msg)
 	if err != nil {
@@ -109,12 +122,18 @@ func (b *Bus[T]) deliver(c *conveyor, msg jetstream.Msg, done *uint64) {
 	}
 
 	attempt := int(meta.NumDelivered)
-	if err := b.call(c, msg, ev, attempt); err == nil {
+	if err := b.call(c, msg, ev, attempt, *done); err == nil {
 		c.consumed.Add(1)
 		*done = max(*done, seq)
 		b.ack(c, msg)
 		return
 	}
+	b.retry(c, msg, attempt)
+}
+
+// retry settles a failed attempt: a delayed redelivery while attempts
+// remain, else the event is terminated.
+func (b *Bus[T]) retry(c *conveyor, msg jetstream.Msg, attempt int) {
 	if attempt < b.cfg.attempts {
 		c.retried.Add(1)
 		b.settle(c, msg.NakWithDelay(b.backoff(attempt)))
@@ -124,35 +143,64 @@ func (b *Bus[T]) deliver(c *conveyor, msg jetstream.Msg, done *uint64) {
 	b.settle(c, msg.TermWithReason("mainbus: handler failed on the last attempt"))
 }
 
-// call runs the handler on ev, turning a panic into a failure, and
-// reports a failure as a [*mainbus.HandlerError].
+// goexitPanic is the Panic of the HandlerError for a handler that called
+// runtime.Goexit; the in-process bus reports it in the same words.
+const goexitPanic = "mainbus: handler called runtime.Goexit"
+
+// call runs the handler on ev, timing it, turning a panic into a
+// failure, and reports a failure as a [*mainbus.HandlerError]. A handler
+// that calls runtime.Goexit ends the consumer goroutine whatever we do,
+// so call starts a new consumer for c, which settles the event as a
+// failed attempt, before the old one goes; done is handed to it.
 func (b *Bus[T]) call(c *conveyor, msg jetstream.Msg, ev mainbus.Event[T],
-	attempt int) (err error) {
+	attempt int, done uint64) (err error) {
+	// The heartbeat runs only between here and the deferred Stop, so no
+	// consumer goroutine needs to stop it on its way out.
 	c.mu.Lock()
 	c.cur = msg
 	c.hb.Reset(b.cfg.ackWait / 2)
 	c.mu.Unlock()
+	returned := false
+	start := time.Now()
 	defer func() {
+		took := time.Since(start)
 		c.mu.Lock()
 		c.cur = nil
 		c.hb.Stop()
+		if returned {
+			c.handlerTime.Observe(took)
+		}
 		c.mu.Unlock()
 
 		he := &mainbus.HandlerError{Resource: b.resource, Conveyor: c.index,
 			EventID: ev.ID, Attempt: attempt}
-		if p := recover(); p != nil {
+		p := recover()
+		goexit := !returned && p == nil // panic(nil) recovers a *runtime.PanicNilError
+		switch {
+		case !returned:
 			c.panicked.Add(1)
 			he.Panic = p
-		} else if err != nil {
+			if goexit {
+				he.Panic = goexitPanic
+			}
+		case err != nil:
 			c.failed.Add(1)
 			he.Err = err
-		} else {
+		default:
 			return
 		}
 		err = he
 		b.report(he)
+		if goexit {
+			// The old goroutine's Done comes after this Add, so a Close
+			// never sees the count at zero in between.
+			b.workers.Add(1)
+			go b.consume(c, done, &interrupted{msg: msg, attempt: attempt})
+		}
 	}()
-	return b.handle(b.ctx, c.index, ev)
+	err = b.handle(b.ctx, c.index, ev)
+	returned = true
+	return err
 }
 
 // beat returns the timer function that tells the server, every d, that

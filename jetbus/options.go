@@ -239,10 +239,11 @@ func WithCapacity(n int) Option { return optionFunc(func(c *config) { c.capacity
 func WithCodec(cd Codec) Option { return optionFunc(func(c *config) { c.codec = cd }) }
 
 // WithRetry makes the server deliver an event up to attempts times while
-// the handler fails (returns an error or panics), waiting base, 2×base, …
-// capped at max between attempts; after the last failure the event is
-// terminated (removed) and reported. In Ordered mode the conveyor waits
-// for the retry, so order holds. The default is one attempt.
+// the handler fails (returns an error, panics or calls runtime.Goexit,
+// which ends no conveyor), waiting base, 2×base, … capped at max between
+// attempts; after the last failure the event is terminated (removed) and
+// reported. In Ordered mode the conveyor waits for the retry, so order
+// holds. The default is one attempt.
 func WithRetry(attempts int, base, max time.Duration) Option {
 	return optionFunc(func(c *config) { c.attempts, c.retryBase, c.retryMax = attempts, base, max })
 }

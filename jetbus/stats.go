@@ -16,6 +16,22 @@ import (
 // server at the last reading and Capacity its limit. Server holds what
 // the server said about each conveyor at the last reading, every
 // [WithMonitor] interval.
+//
+// QueueTime counts each event at its first delivery to this process,
+// from the time the server stored it (the timestamp of the message's
+// metadata, not the event's Time, which the producer may set to anything)
+// until the delivery. The server's clock stamps it and this process's
+// clock reads it, so across machines it includes their offset; a
+// negative difference counts as 0. Redeliveries, for a retry or to the
+// worker that takes a conveyor over, are not counted again, so once the
+// handling ends QueueTime.Count is the number of events first delivered
+// here. HandlerTime counts one duration per handler attempt that
+// returned, as on the in-process bus; attempts that panicked or called
+// runtime.Goexit are not timed. Both are exact in every snapshot: the
+// consumer adds to them under a lock that Stats takes to copy them.
+//
+// [StatsOf] turns the snapshots into the form the Prometheus collector of
+// package prom and the dashboard take.
 type Stats struct {
 	mainbus.Stats
 	Server []ServerStats
@@ -47,7 +63,8 @@ type ServerStats struct {
 }
 
 // Stats returns a snapshot of the bus. It does not block on the server
-// and is safe for concurrent use.
+// and is safe for concurrent use. Its cost grows with the conveyors: a
+// few atomic loads and one short lock each.
 func (b *Bus[T]) Stats() Stats {
 	n := len(b.conveyors)
 	s := Stats{
@@ -56,6 +73,7 @@ func (b *Bus[T]) Stats() Stats {
 		Server: make([]ServerStats, n),
 	}
 	for i, c := range b.conveyors {
+		queue, handler := c.timings()
 		s.Conveyors[i] = mainbus.ConveyorStats{
 			Conveyor:    i,
 			Produced:    c.produced.Load(),
@@ -66,6 +84,8 @@ func (b *Bus[T]) Stats() Stats {
 			Blocked:     int(c.blocked.Load()),
 			Blocks:      c.blocks.Load(),
 			BlockedTime: time.Duration(c.blockedTime.Load()),
+			QueueTime:   queue,
+			HandlerTime: handler,
 			Depth:       int(c.stored.Load()),
 			Capacity:    b.cfg.capacity,
 		}
@@ -144,5 +164,27 @@ func (b *Bus[T]) read(ctx context.Context, last []uint64) {
 		}
 		c.stalled = stalled
 		last[i] = ci.Delivered.Consumer
+	}
+}
+
+// StatsOf returns a function that takes a snapshot of each bus, in the
+// order given, and keeps its [mainbus.Stats]: the shape of
+// [mainbus.StatsOf], which the Prometheus collector of package prom and
+// the dashboard take. Buses of different event types mix:
+//
+//	stats := jetbus.StatsOf(iron, copper) // a *Bus[Plate] and a *Bus[Wire]
+//	reg.MustRegister(prom.NewCollector(stats))
+//
+// The Server part of each snapshot is left out; read it from
+// [Bus.Stats]. Give each resource once: the collector refuses a second
+// bus of the same resource. The function is safe for concurrent use.
+func StatsOf(buses ...interface{ Stats() Stats }) func() []mainbus.Stats {
+	buses = append([]interface{ Stats() Stats }(nil), buses...)
+	return func() []mainbus.Stats {
+		s := make([]mainbus.Stats, len(buses))
+		for i, b := range buses {
+			s[i] = b.Stats().Stats
+		}
+		return s
 	}
 }

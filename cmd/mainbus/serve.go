@@ -6,11 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strconv"
-	"time"
+	"strings"
 
-	"github.com/nats-io/nats-server/v2/server"
+	"github.com/mainbus-go/mainbus/jetbus/embedded"
 )
 
 // serveHelp follows the flags in "mainbus serve-nats --help".
@@ -22,10 +21,6 @@ then shuts down and exits with status 0. It has no authentication and no
 TLS: keep it on 127.0.0.1 (the default) unless the network is yours. For
 production, run nats-server itself, or a cluster, and pass its URLs.
 `
-
-// serveReady bounds how long serve-nats waits for the server to accept
-// clients.
-const serveReady = 10 * time.Second
 
 // serveConfig is what the flags of serve-nats set.
 type serveConfig struct {
@@ -57,31 +52,29 @@ func runServeNATS(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintf(stderr, "mainbus serve-nats: --addr %q: %v\n", cfg.addr, err)
 		return exitUsage
 	}
-	srv, dir, err := startServer(host, port, cfg.dir)
+	srv, err := embedded.Start(cfg.dir, port, embedded.WithHost(host),
+		embedded.WithName("mainbus-serve-nats"))
 	if err != nil {
-		fmt.Fprintf(stderr, "mainbus serve-nats: %v\n", err)
+		// The command names itself; the package's prefix would say it twice.
+		fmt.Fprintf(stderr, "mainbus serve-nats: %s\n",
+			strings.TrimPrefix(err.Error(), "embedded: "))
 		return exitFailure
 	}
-	fmt.Fprintf(stdout, "nats: %s\n", srv.ClientURL())
+	fmt.Fprintf(stdout, "nats: %s\n", srv.URL())
 	kept := "kept"
 	if cfg.dir == "" {
 		kept = "temporary, removed at exit"
 	}
 	fmt.Fprintf(stderr, "mainbus serve-nats: JetStream storage in %s (%s); Ctrl-C to stop\n",
-		dir, kept)
+		srv.Dir(), kept)
 	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
 		fmt.Fprintf(stderr, "mainbus serve-nats: listening on %s without authentication: "+
 			"anyone who reaches it can read and write every stream\n", host)
 	}
 
 	<-ctx.Done()
+	// Shutdown removes a temporary storage directory, and only that.
 	srv.Shutdown()
-	srv.WaitForShutdown()
-	if cfg.dir == "" {
-		// Best effort: a temporary directory left behind is no reason to
-		// fail a clean shutdown.
-		_ = os.RemoveAll(dir)
-	}
 	fmt.Fprintln(stderr, "mainbus serve-nats: stopped")
 	return exitOK
 }
@@ -100,53 +93,4 @@ func splitAddr(addr string) (host string, port int, err error) {
 		host = "127.0.0.1"
 	}
 	return host, port, nil
-}
-
-// startServer starts a NATS server with JetStream on host:port, storing
-// in dir or, when dir is empty, in a new temporary directory, and waits
-// until it accepts clients. It returns the server and its storage
-// directory.
-func startServer(host string, port int, dir string) (*server.Server, string, error) {
-	// The server only logs a port it cannot listen on, and this one logs
-	// nothing; trying the port first turns that into an error.
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
-	if err != nil {
-		return nil, "", err
-	}
-	ln.Close()
-
-	temp := dir == ""
-	if temp {
-		if dir, err = os.MkdirTemp("", "mainbus-nats-"); err != nil {
-			return nil, "", fmt.Errorf("storage directory: %w", err)
-		}
-	}
-	fail := func(err error) (*server.Server, string, error) {
-		if temp {
-			_ = os.RemoveAll(dir)
-		}
-		return nil, "", err
-	}
-	if port == 0 {
-		port = server.RANDOM_PORT
-	}
-	srv, err := server.NewServer(&server.Options{
-		ServerName: "mainbus-serve-nats",
-		Host:       host,
-		Port:       port,
-		JetStream:  true,
-		StoreDir:   dir,
-		NoSigs:     true,
-		NoLog:      true,
-	})
-	if err != nil {
-		return fail(err)
-	}
-	srv.Start()
-	if !srv.ReadyForConnections(serveReady) {
-		srv.Shutdown()
-		return fail(fmt.Errorf("server on %s not ready after %v",
-			net.JoinHostPort(host, strconv.Itoa(port)), serveReady))
-	}
-	return srv, dir, nil
 }

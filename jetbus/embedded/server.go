@@ -1,18 +1,22 @@
 // Package embedded runs a NATS server with JetStream inside the calling
-// process, listening on 127.0.0.1 only. The jetbus tests, the demo and
-// single-machine deployments use it; a cluster of real servers needs
-// nothing from it.
+// process, listening on 127.0.0.1 unless told otherwise. The jetbus
+// tests, the demo, "mainbus serve-nats" and single-machine deployments
+// use it; a cluster of real servers needs nothing from it.
 //
 //	srv, err := embedded.Start("", 0) // temporary storage, a free port
 //	if err != nil { … }
 //	defer srv.Shutdown()
 //	nc, err := jetbus.Connect(ctx, srv.URL())
+//
+// The server has no authentication and no TLS: listen on another host
+// ([WithHost]) only on a network that is yours.
 package embedded
 
 import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -32,17 +36,66 @@ type Server struct {
 	once sync.Once
 }
 
-// Start starts a NATS server with JetStream on 127.0.0.1 and waits until
-// it accepts clients.
+// An Option configures a Server.
+type Option interface{ apply(*config) }
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+type config struct {
+	host string
+	name string
+}
+
+// WithHost sets the host or IP address the server listens on. The
+// default, also for an empty host, is 127.0.0.1; "0.0.0.0" is every
+// interface.
+func WithHost(host string) Option {
+	return optionFunc(func(c *config) {
+		if host != "" {
+			c.host = host
+		}
+	})
+}
+
+// WithName sets the server name that clients see. The default is
+// "mainbus-embedded".
+func WithName(name string) Option {
+	return optionFunc(func(c *config) {
+		if name != "" {
+			c.name = name
+		}
+	})
+}
+
+// Start starts a NATS server with JetStream on 127.0.0.1, or the host of
+// [WithHost], and waits until it accepts clients.
 //
 // dir is where JetStream keeps its file storage; streams in it survive a
 // restart of the server on the same dir. An empty dir makes a temporary
 // directory that Shutdown removes. port 0 picks a free port; give the
-// port of an earlier Server to restart it at the same URL.
-func Start(dir string, port int) (*Server, error) {
+// port of an earlier Server to restart it at the same URL. A port that is
+// taken gives an error at once, wrapping the listener's.
+func Start(dir string, port int, opts ...Option) (*Server, error) {
 	if port < 0 || port > 65535 {
 		return nil, fmt.Errorf("embedded: port %d; want 0 (any free port) to 65535", port)
 	}
+	cfg := config{host: "127.0.0.1", name: "mainbus-embedded"}
+	for _, o := range opts {
+		if o != nil {
+			o.apply(&cfg)
+		}
+	}
+	addr := net.JoinHostPort(cfg.host, strconv.Itoa(port))
+	// The server only logs a port it cannot listen on, and this one logs
+	// nothing; trying the port first turns that into an error.
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("embedded: %w", err)
+	}
+	ln.Close()
+
 	s := &Server{dir: dir}
 	if dir == "" {
 		d, err := os.MkdirTemp("", "mainbus-nats-")
@@ -55,8 +108,8 @@ func Start(dir string, port int) (*Server, error) {
 		port = server.RANDOM_PORT
 	}
 	srv, err := server.NewServer(&server.Options{
-		ServerName: "mainbus-embedded",
-		Host:       "127.0.0.1",
+		ServerName: cfg.name,
+		Host:       cfg.host,
 		Port:       port,
 		JetStream:  true,
 		StoreDir:   s.dir,
@@ -71,13 +124,12 @@ func Start(dir string, port int) (*Server, error) {
 	srv.Start()
 	if !srv.ReadyForConnections(readyTimeout) {
 		s.Shutdown()
-		return nil, fmt.Errorf("embedded: server on 127.0.0.1:%d not ready after %v",
-			port, readyTimeout)
+		return nil, fmt.Errorf("embedded: server on %s not ready after %v", addr, readyTimeout)
 	}
 	return s, nil
 }
 
-// URL returns the URL clients connect to, nats://127.0.0.1:PORT.
+// URL returns the URL clients connect to, nats://HOST:PORT.
 func (s *Server) URL() string { return s.srv.ClientURL() }
 
 // Port returns the port the server listens on.
