@@ -81,18 +81,7 @@ func TestTimingsAreExact(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		const events, cost = 5, 3 * time.Millisecond
-		b, err := mainbus.New("iron", func(context.Context, int, mainbus.Event[int]) error {
-			time.Sleep(cost) // the handler's work, on the fake clock
-			return nil
-		}, mainbus.WithConveyors(1), mainbus.WithExactConveyors(), mainbus.WithBuffer(events))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := range events {
-			if err := b.Produce(context.Background(), mainbus.Event[int]{ID: uint64(i + 1)}); err != nil {
-				t.Fatal(err)
-			}
-		}
+		b := slowBus(t, events, cost)
 		if err := b.Close(context.Background()); err != nil {
 			t.Fatal(err)
 		}
@@ -441,18 +430,7 @@ func TestTimingsArePublishedWhileBusy(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		const events, cost = 20, 10 * time.Millisecond
-		b, err := mainbus.New("iron", func(context.Context, int, mainbus.Event[int]) error {
-			time.Sleep(cost) // the handler's work, on the fake clock
-			return nil
-		}, mainbus.WithConveyors(1), mainbus.WithExactConveyors(), mainbus.WithBuffer(events))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := range events {
-			if err := b.Produce(context.Background(), mainbus.Event[int]{ID: uint64(i + 1)}); err != nil {
-				t.Fatal(err)
-			}
-		}
+		b := slowBus(t, events, cost)
 		time.Sleep(10*cost + cost/2) // ten events handled, the conveyor still busy
 		s := b.Stats().Conveyors[0]
 		if s.Consumed != 10 || s.HandlerTime.Count < 5 || s.HandlerTime.Count > 10 {
@@ -466,4 +444,25 @@ func TestTimingsArePublishedWhileBusy(t *testing.T) {
 			t.Errorf("after Close HandlerTime counts %d; want %d", n, events)
 		}
 	})
+}
+
+// slowBus builds, in a synctest bubble, a bus of one conveyor whose
+// handler takes cost per event on the fake clock, and produces events on
+// it at once.
+func slowBus(t *testing.T, events int, cost time.Duration) *mainbus.Bus[int] {
+	t.Helper()
+	b, err := mainbus.New("iron", func(context.Context, int, mainbus.Event[int]) error {
+		time.Sleep(cost) // the handler's work, on the fake clock
+		return nil
+	}, mainbus.WithConveyors(1), mainbus.WithExactConveyors(), mainbus.WithBuffer(events))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range events {
+		ev := mainbus.Event[int]{ID: uint64(i + 1)}
+		if err := b.Produce(context.Background(), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return b
 }

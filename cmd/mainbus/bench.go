@@ -139,7 +139,15 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		return exitFailure
 	}
-	if cfg.json {
+	return writeReport(rep, cfg.json, stdout, stderr)
+}
+
+// writeReport prints rep as a table, or as JSON if asJSON is set, and
+// returns the exit status.
+func writeReport(rep interface{ writeTable(io.Writer) error }, asJSON bool,
+	stdout, stderr io.Writer) int {
+	var err error
+	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		err = enc.Encode(rep)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"runtime"
@@ -99,18 +98,7 @@ func runBenchNATS(ctx context.Context, cfg *benchConfig, stdout, stderr io.Write
 		return exitFailure
 	}
 	rep.Server = cfg.nats
-	if cfg.json {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		err = enc.Encode(rep)
-	} else {
-		err = rep.writeTable(stdout)
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "mainbus bench: %v\n", err)
-		return exitFailure
-	}
-	return exitOK
+	return writeReport(rep, cfg.json, stdout, stderr)
 }
 
 // benchNATS runs every case for about d on nc.
