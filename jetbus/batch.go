@@ -89,10 +89,6 @@ type pipeline[T any] struct {
 	busy, held map[string]bool
 	again      []unsent // events not stored in the first pass
 	ended      error    // ctx's end, once seen
-
-	// free holds records whose events are stored, to be encoded again:
-	// nothing else refers to them once their answer is taken from done.
-	free []*record
 }
 
 // A record is one event of a pipeline sent to the server: its message,
@@ -136,7 +132,7 @@ func (p *pipeline[T]) send(ctx context.Context) {
 		if p.inflight == cap(p.done) {
 			p.complete(ctx)
 		}
-		rec, err := b.record(&p.evs[i], p.reuse(), p.done)
+		rec, err := b.record(&p.evs[i], p.done)
 		if err != nil {
 			p.fail(unsent{i: i, err: err})
 			continue
@@ -169,7 +165,9 @@ func (p *pipeline[T]) complete(ctx context.Context) {
 		if rec.err != nil {
 			p.fail(unsent{i: rec.i, c: rec.c, msg: &rec.msg, err: rec.err})
 		} else {
-			p.free = append(p.free, rec)
+			// Stored: nothing else refers to rec once its answer is
+			// taken from done.
+			p.b.records.Put(rec)
 		}
 		if key != "" {
 			delete(p.busy, key)
@@ -205,30 +203,19 @@ func (p *pipeline[T]) fail(u unsent) {
 	}
 }
 
-// reuse returns a record whose event is stored, or nil.
-func (p *pipeline[T]) reuse() *record {
-	n := len(p.free)
-	if n == 0 {
-		return nil
-	}
-	rec := p.free[n-1]
-	p.free = p.free[:n-1]
-	return rec
-}
-
-// record encodes ev for the conveyor its balancer picks, into rec if it
-// is not nil.
-func (b *Bus[T]) record(ev *mainbus.Event[T], rec *record,
-	done chan<- *record) (*record, error) {
+// record encodes ev for the conveyor its balancer picks, in a record of
+// an event already stored when there is one.
+func (b *Bus[T]) record(ev *mainbus.Event[T], done chan<- *record) (*record, error) {
 	i := b.cfg.balancer.Pick(ev.Key, b.view)
 	if i < 0 || i >= len(b.conveyors) {
 		return nil, invalid("balancer %T picked conveyor %d of bus %s; want 0 to %d",
 			b.cfg.balancer, i, b.resource, len(b.conveyors)-1)
 	}
+	rec, _ := b.records.Get().(*record)
 	if rec == nil {
 		rec = new(record)
 	}
-	rec.c, rec.err, rec.done = b.conveyors[i], nil, done
+	rec.i, rec.c, rec.err, rec.done = 0, b.conveyors[i], nil, done
 	if err := b.encode(&rec.envelope, i, ev); err != nil {
 		return nil, err
 	}
@@ -349,7 +336,7 @@ func (p *pipeline[T]) again1(ctx context.Context, u unsent) error {
 		return u.err // an event that cannot be encoded or placed
 	case u.msg == nil:
 		// Held behind an event of its key that is now stored.
-		rec, err := b.record(&p.evs[u.i], nil, nil)
+		rec, err := b.record(&p.evs[u.i], nil)
 		if err != nil {
 			return err
 		}
