@@ -24,7 +24,6 @@ import (
 // zero value is not usable.
 type Bus[T any] struct {
 	resource  string
-	idPrefix  string // of message IDs: the resource and a dash
 	cfg       config
 	handle    mainbus.Handler[T] // nil for a producer-only bus
 	js        jetstream.JetStream
@@ -102,7 +101,6 @@ func New[T any](ctx context.Context, nc *nats.Conn, resource string, h mainbus.H
 	}
 	b = &Bus[T]{
 		resource:  resource,
-		idPrefix:  resource + "-",
 		cfg:       cfg,
 		handle:    h,
 		js:        js,

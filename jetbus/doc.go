@@ -34,10 +34,10 @@
 // A message carries one event; producers in other languages publish
 // messages of this form to [Subject] or [KeySubject]:
 //
-//   - Nats-Msg-Id: "<resource>-<ID>", the event ID in decimal. The
-//     server drops a second message of the same ID within the duplicate
-//     window, and consumers read the event ID from it. Any other unique
-//     value deduplicates too, and the event arrives with ID 0.
+//   - Nats-Msg-Id: the event ID in decimal. The server drops a second
+//     message of the same ID within the duplicate window, and consumers
+//     read the event ID from it. Any other value unique in the stream
+//     deduplicates too, and the event arrives with ID 0.
 //   - Mainbus-Key: the event's key, when it has one.
 //   - Mainbus-Time: the event's time, when the producer set one, as unix
 //     nanoseconds in decimal or in RFC 3339. Without it, handlers get

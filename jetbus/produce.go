@@ -19,10 +19,10 @@ import (
 // is handed to a handler at least once, exactly once while no process
 // crashes and no acknowledgement is lost.
 //
-// The message ID is the resource and ev.ID, so a second publish of an
-// event ID within the stream's duplicate window ([WithDuplicateWindow])
-// is stored once; Produce returns nil for it. Event IDs must therefore be
-// unique per resource within that window. An ID of 0 means none: the bus
+// The message ID is ev.ID, so a second publish of an event ID within the
+// stream's duplicate window ([WithDuplicateWindow]) is stored once;
+// Produce returns nil for it. Event IDs must therefore be unique per
+// resource within that window. An ID of 0 means none: the bus
 // makes a unique message ID for the call, which protects the bus's own
 // retries only.
 //
@@ -102,7 +102,7 @@ func (b *Bus[T]) encode(env *envelope, i int, ev *mainbus.Event[T]) error {
 		return fmt.Errorf("jetbus: encode event %d of %s: %w", ev.ID, b.resource, err)
 	}
 	v := &env.vals
-	v[0] = b.msgID(ev.ID)
+	v[0] = msgID(ev.ID)
 	h := env.msg.Header
 	if h == nil {
 		h = make(nats.Header, 3)
@@ -124,29 +124,30 @@ func (b *Bus[T]) encode(env *envelope, i int, ev *mainbus.Event[T]) error {
 	return nil
 }
 
-// msgID returns the message ID of an event: the resource, a dash and the
-// event ID, or a fresh unique suffix for an ID of 0.
-func (b *Bus[T]) msgID(id uint64) string {
+// msgID returns the message ID of an event: the event ID in decimal, or
+// a fresh unique one of 22 letters and digits for an ID of 0. The stream
+// holds one resource, so the ID alone is unique in it.
+func msgID(id uint64) string {
 	if id == 0 {
-		return b.idPrefix + nuid.Next()
+		return nuid.Next()
 	}
-	// One allocation: resource names have at most 64 bytes.
-	var buf [96]byte
-	return string(strconv.AppendUint(append(buf[:0], b.idPrefix...), id, 10))
+	return strconv.FormatUint(id, 10)
 }
 
-// eventID returns the event ID a message ID of this bus carries, or 0 for
-// a message ID made for an event without one or by another producer.
+// eventID returns the event ID a message ID carries, or 0 for a message
+// ID made for an event without one or by another producer. It also reads
+// the "<resource>-<ID>" message IDs of earlier versions of this package.
 func (b *Bus[T]) eventID(msgID string) uint64 {
-	s, ok := strings.CutPrefix(msgID, b.idPrefix)
-	if !ok {
-		return 0
+	id, err := strconv.ParseUint(msgID, 10, 64)
+	if err == nil {
+		return id
 	}
-	id, err := strconv.ParseUint(s, 10, 64)
-	if err != nil {
-		return 0 // a nuid suffix
+	if s, ok := strings.CutPrefix(msgID, b.resource+"-"); ok {
+		if id, err := strconv.ParseUint(s, 10, 64); err == nil {
+			return id
+		}
 	}
-	return id
+	return 0
 }
 
 // formatTime encodes an event time for the Mainbus-Time header: unix

@@ -8,6 +8,7 @@ import (
 	"github.com/mainbus-go/mainbus"
 	"github.com/mainbus-go/mainbus/jetbus"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Events reach handlers with the ID, key and time they were produced
@@ -68,5 +69,40 @@ func TestWireFormat(t *testing.T) {
 			t.Errorf("event %d at %v; want the time it was stored, after %v", w.id,
 				ev.Time, before)
 		}
+	}
+}
+
+// A second publish of an event ID, by Produce or ProduceBatch, is stored
+// once: the message ID carries the event ID.
+func TestDuplicatesStoredOnce(t *testing.T) {
+	srv := startServer(t, "", 0)
+	nc := connect(t, srv.URL())
+	b := newBus[int](t, nc, "dup", nil, jetbus.WithConveyors(2), jetbus.WithMemoryStorage())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for range 2 {
+		if err := b.Produce(ctx, mainbus.Event[int]{ID: 7}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs := []mainbus.Event[int]{{ID: 7}, {ID: 8}, {ID: 8}, {}, {}}
+	if err := b.ProduceBatch(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(ctx, jetbus.StreamName("dup"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 7, 8 and the two events without an ID.
+	if info.State.Msgs != 4 {
+		t.Errorf("%d messages stored; want 4", info.State.Msgs)
 	}
 }
