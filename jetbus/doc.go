@@ -47,6 +47,11 @@
 //
 // The body is the value as encoded by the bus's [Codec].
 //
+// Consumers read the messages of producers of earlier versions, which
+// sent Mainbus-Id, "<resource>-<ID>" message IDs and RFC 3339 times.
+// Consumers of earlier versions see the events of this version without
+// their ID and time, so upgrade the consumers of a resource first.
+//
 // # Delivery
 //
 // Produce returns nil once the server has stored the event. Each stored
