@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/mainbus-go/mainbus"
 	"github.com/nats-io/nats.go"
@@ -56,7 +55,7 @@ func (b *Bus[T]) ProduceBatch(ctx context.Context, evs []mainbus.Event[T]) error
 		return nil
 	}
 
-	p := &pipeline[T]{b: b, evs: evs, now: time.Now(),
+	p := &pipeline[T]{b: b, evs: evs,
 		done: make(chan *record, min(len(evs), b.cfg.pending))}
 	p.send(ctx)
 	return p.retry(ctx)
@@ -77,7 +76,6 @@ func (b *Bus[T]) checkResource(ev *mainbus.Event[T]) error {
 type pipeline[T any] struct {
 	b   *Bus[T]
 	evs []mainbus.Event[T]
-	now time.Time // the time of events without one
 
 	// done receives each publish once the server has answered it, from
 	// the bus's publish callbacks. Its capacity, the most publishes a
@@ -134,7 +132,7 @@ func (p *pipeline[T]) send(ctx context.Context) {
 		if p.inflight == cap(p.done) {
 			p.complete(ctx)
 		}
-		rec, err := b.record(&p.evs[i], p.now, p.done)
+		rec, err := b.record(&p.evs[i], p.done)
 		if err != nil {
 			p.fail(unsent{i: i, err: err})
 			continue
@@ -166,6 +164,10 @@ func (p *pipeline[T]) complete(ctx context.Context) {
 		key := p.evs[rec.i].Key
 		if rec.err != nil {
 			p.fail(unsent{i: rec.i, c: rec.c, msg: &rec.msg, err: rec.err})
+		} else {
+			// Stored: nothing else refers to rec once its answer is
+			// taken from done.
+			p.b.records.Put(rec)
 		}
 		if key != "" {
 			delete(p.busy, key)
@@ -201,16 +203,20 @@ func (p *pipeline[T]) fail(u unsent) {
 	}
 }
 
-// record encodes ev for the conveyor its balancer picks.
-func (b *Bus[T]) record(ev *mainbus.Event[T], now time.Time,
-	done chan<- *record) (*record, error) {
+// record encodes ev for the conveyor its balancer picks, in a record of
+// an event already stored when there is one.
+func (b *Bus[T]) record(ev *mainbus.Event[T], done chan<- *record) (*record, error) {
 	i := b.cfg.balancer.Pick(ev.Key, b.view)
 	if i < 0 || i >= len(b.conveyors) {
 		return nil, invalid("balancer %T picked conveyor %d of bus %s; want 0 to %d",
 			b.cfg.balancer, i, b.resource, len(b.conveyors)-1)
 	}
-	rec := &record{c: b.conveyors[i], done: done}
-	if err := b.encode(&rec.envelope, i, ev, now); err != nil {
+	rec, _ := b.records.Get().(*record)
+	if rec == nil {
+		rec = new(record)
+	}
+	rec.i, rec.c, rec.err, rec.done = 0, b.conveyors[i], nil, done
+	if err := b.encode(&rec.envelope, i, ev); err != nil {
 		return nil, err
 	}
 	return rec, nil
@@ -330,7 +336,7 @@ func (p *pipeline[T]) again1(ctx context.Context, u unsent) error {
 		return u.err // an event that cannot be encoded or placed
 	case u.msg == nil:
 		// Held behind an event of its key that is now stored.
-		rec, err := b.record(&p.evs[u.i], p.now, nil)
+		rec, err := b.record(&p.evs[u.i], nil)
 		if err != nil {
 			return err
 		}

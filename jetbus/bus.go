@@ -43,6 +43,10 @@ type Bus[T any] struct {
 	pendMu sync.Mutex
 	pend   map[*nats.Msg]*record
 
+	// records holds the records of ProduceBatch whose events are stored,
+	// to be encoded again with their header maps.
+	records sync.Pool
+
 	// ctx is handed to handlers; cancel ends it when a Close runs out of
 	// time.
 	ctx    context.Context

@@ -111,7 +111,7 @@ func (b *Bus[T]) deliver(c *conveyor, msg jetstream.Msg, done *uint64) {
 		// producer may have set to anything.
 		c.observeQueue(time.Since(meta.Timestamp))
 	}
-	ev, err := b.decode(msg)
+	ev, err := b.decode(msg, meta)
 	if err != nil {
 		c.failed.Add(1)
 		c.consumed.Add(1)
@@ -264,19 +264,25 @@ func (b *Bus[T]) backoff(attempt int) time.Duration {
 	return d/2 + rand.N(d/2)
 }
 
-// decode rebuilds the event carried by msg.
-func (b *Bus[T]) decode(msg jetstream.Msg) (mainbus.Event[T], error) {
+// decode rebuilds the event carried by msg. The event ID comes from the
+// Mainbus-Id header when there is one, else from the message ID; the
+// time from the Mainbus-Time header when there is one, else it is the
+// time the server stored the event.
+func (b *Bus[T]) decode(msg jetstream.Msg, meta *jetstream.MsgMetadata) (mainbus.Event[T],
+	error) {
 	h := msg.Headers()
-	ev := mainbus.Event[T]{Resource: b.resource, Key: h.Get(hdrKey)}
+	ev := mainbus.Event[T]{Resource: b.resource, Key: h.Get(hdrKey), Time: meta.Timestamp}
 	if s := h.Get(hdrID); s != "" {
 		id, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
 			return ev, fmt.Errorf("header %s: %w", hdrID, err)
 		}
 		ev.ID = id
+	} else {
+		ev.ID = b.eventID(h.Get(jetstream.MsgIDHeader))
 	}
 	if s := h.Get(hdrTime); s != "" {
-		t, err := time.Parse(time.RFC3339Nano, s)
+		t, err := parseTime(s)
 		if err != nil {
 			return ev, fmt.Errorf("header %s: %w", hdrTime, err)
 		}

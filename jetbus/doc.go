@@ -23,11 +23,34 @@
 // conveyor with the balancers of package mainbus; [mainbus.KeyHash] is
 // the partition function of the server, so producers in other languages
 // can publish to [KeySubject] and land on the same conveyor. The event's
-// ID, key and time travel in headers, its value in the body ([Codec],
-// JSON by default). A conveyor's capacity is the stream's limit of
+// value travels in the body ([Codec], JSON by default), the rest in
+// headers (see Wire format). A conveyor's capacity is the stream's limit of
 // messages per subject, with new messages refused when it is reached, so
 // a full conveyor meets the bus's overflow policy and the server never
 // discards an accepted event.
+//
+// # Wire format
+//
+// A message carries one event; producers in other languages publish
+// messages of this form to [Subject] or [KeySubject]:
+//
+//   - Nats-Msg-Id: the event ID in decimal. The server drops a second
+//     message of the same ID within the duplicate window, and consumers
+//     read the event ID from it. Any other value unique in the stream
+//     deduplicates too, and the event arrives with ID 0.
+//   - Mainbus-Key: the event's key, when it has one.
+//   - Mainbus-Time: the event's time, when the producer set one, as unix
+//     nanoseconds in decimal or in RFC 3339. Without it, handlers get
+//     the time the server stored the event, by the server's clock.
+//   - Mainbus-Id: the event ID in decimal, optional. Earlier versions of
+//     this package sent it; when present it overrides the message ID.
+//
+// The body is the value as encoded by the bus's [Codec].
+//
+// Consumers read the messages of producers of earlier versions, which
+// sent Mainbus-Id, "<resource>-<ID>" message IDs and RFC 3339 times.
+// Consumers of earlier versions see the events of this version without
+// their ID and time, so upgrade the consumers of a resource first.
 //
 // # Delivery
 //

@@ -19,12 +19,15 @@ import (
 // is handed to a handler at least once, exactly once while no process
 // crashes and no acknowledgement is lost.
 //
-// The message ID is the resource and ev.ID, so a second publish of an
-// event ID within the stream's duplicate window ([WithDuplicateWindow])
-// is stored once; Produce returns nil for it. Event IDs must therefore be
-// unique per resource within that window. An ID of 0 means none: the bus
+// The message ID is ev.ID, so a second publish of an event ID within the
+// stream's duplicate window ([WithDuplicateWindow]) is stored once;
+// Produce returns nil for it. Event IDs must therefore be unique per
+// resource within that window. An ID of 0 means none: the bus
 // makes a unique message ID for the call, which protects the bus's own
 // retries only.
+//
+// A zero ev.Time is not sent: handlers get the time the server stored
+// the event, by the server's clock, which falls within the call.
 //
 // When the conveyor holds its capacity of unhandled events, the overflow
 // policy applies: under [mainbus.Block] Produce waits for room and returns
@@ -74,50 +77,94 @@ func (b *Bus[T]) produce(ctx context.Context, ev mainbus.Event[T], wait bool) er
 // message encodes ev for conveyor i.
 func (b *Bus[T]) message(i int, ev *mainbus.Event[T]) (*nats.Msg, error) {
 	env := new(envelope)
-	if err := b.encode(env, i, ev, time.Time{}); err != nil {
+	if err := b.encode(env, i, ev); err != nil {
 		return nil, err
 	}
 	return &env.msg, nil
 }
 
 // An envelope is the message of one event together with the header
-// values it points into, so that both cost one allocation.
+// values it points into, so that both cost one allocation. An envelope
+// can be encoded again once the server has stored its message: the
+// header map is kept.
 type envelope struct {
 	msg  nats.Msg
-	vals [4]string
+	vals [3]string // message ID, key, time
 }
 
-// encode fills env with the message of ev for conveyor i. A zero event
-// time becomes now, or the time of the call if now is zero too.
-func (b *Bus[T]) encode(env *envelope, i int, ev *mainbus.Event[T], now time.Time) error {
+// encode fills env with the message of ev for conveyor i. The message ID
+// carries the event ID; the key and a time set by the caller
+// travel in headers of their own. A zero time is not sent: consumers take
+// the time the server stored the event.
+func (b *Bus[T]) encode(env *envelope, i int, ev *mainbus.Event[T]) error {
 	data, err := b.cfg.codec.Marshal(ev.Value)
 	if err != nil {
 		return fmt.Errorf("jetbus: encode event %d of %s: %w", ev.ID, b.resource, err)
 	}
-	at := ev.Time
-	if at.IsZero() {
-		at = now
-		if at.IsZero() {
-			at = time.Now()
-		}
-	}
 	v := &env.vals
-	v[1] = strconv.FormatUint(ev.ID, 10)
-	v[0] = b.resource + "-" + v[1]
-	if ev.ID == 0 {
-		v[0] = b.resource + "-" + nuid.Next()
+	v[0] = msgID(ev.ID)
+	h := env.msg.Header
+	if h == nil {
+		h = make(nats.Header, 3)
 	}
-	v[2] = at.Format(time.RFC3339Nano)
-	h := make(nats.Header, 4)
 	h[jetstream.MsgIDHeader] = v[0:1:1]
-	h[hdrID] = v[1:2:2]
-	h[hdrTime] = v[2:3:3]
 	if ev.Key != "" {
-		v[3] = ev.Key
-		h[hdrKey] = v[3:4:4]
+		v[1] = ev.Key
+		h[hdrKey] = v[1:2:2]
+	} else {
+		delete(h, hdrKey)
+	}
+	if !ev.Time.IsZero() {
+		v[2] = formatTime(ev.Time)
+		h[hdrTime] = v[2:3:3]
+	} else {
+		delete(h, hdrTime)
 	}
 	env.msg = nats.Msg{Subject: b.conveyors[i].subject, Data: data, Header: h}
 	return nil
+}
+
+// msgID returns the message ID of an event: the event ID in decimal, or
+// a fresh unique one of 22 letters and digits for an ID of 0. The stream
+// holds one resource, so the ID alone is unique in it.
+func msgID(id uint64) string {
+	if id == 0 {
+		return nuid.Next()
+	}
+	return strconv.FormatUint(id, 10)
+}
+
+// eventID returns the event ID a message ID carries, or 0 for a message
+// ID made for an event without one or by another producer. It also reads
+// the "<resource>-<ID>" message IDs of earlier versions of this package.
+func (b *Bus[T]) eventID(msgID string) uint64 {
+	id, err := strconv.ParseUint(msgID, 10, 64)
+	if err == nil {
+		return id
+	}
+	if s, ok := strings.CutPrefix(msgID, b.resource+"-"); ok {
+		if id, err := strconv.ParseUint(s, 10, 64); err == nil {
+			return id
+		}
+	}
+	return 0
+}
+
+// formatTime encodes an event time for the Mainbus-Time header: unix
+// nanoseconds in decimal, or RFC 3339 for times that do not fit.
+func formatTime(t time.Time) string {
+	if y := t.Year(); y > 1678 && y < 2262 {
+		return strconv.FormatInt(t.UnixNano(), 10)
+	}
+	return t.Format(time.RFC3339Nano)
+}
+
+// parseTime decodes the Mainbus-Time header in either form of formatTime.
+func parseTime(s string) (time.Time, error) {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return time.Unix(0, n), nil
+	}
+	return time.Parse(time.RFC3339Nano, s)
 }
 
 // Waits between publishes of one event that the server refused for room

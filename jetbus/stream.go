@@ -18,7 +18,10 @@ const (
 	// metaConveyors is the stream metadata key holding the conveyor count.
 	metaConveyors = "mainbus.conveyors"
 
-	// Header names of the event fields other than the value.
+	// Header names of the event fields other than the value and the ID,
+	// which travels in the message ID; see Wire format in the package
+	// doc. Producers of this package send hdrID no more, consumers still
+	// read it.
 	hdrID   = "Mainbus-Id"
 	hdrKey  = "Mainbus-Key"
 	hdrTime = "Mainbus-Time"

@@ -7,8 +7,9 @@
 // (conveyors) on a work-queue stream of the same storage, each case on a
 // fresh stream that is deleted afterwards. The bus carries []byte values
 // with a codec that sends them as they are ([Raw]), so the bodies on the
-// wire are the plain side's; the bus adds its headers (message ID, event
-// ID, time), which are part of what it costs.
+// wire are the plain side's; the bus adds its headers (the message ID,
+// which carries the event ID; key and time when set), which are part of
+// what it costs.
 package natsload
 
 import (
