@@ -100,7 +100,7 @@ func New[T any](resource string, h Handler[T], opts ...Option) (*Bus[T], error) 
 // build is New and NewStacked; exactly one of h and sh is set.
 func build[T any](resource string, h Handler[T], sh StackHandler[T],
 	opts []Option) (*Bus[T], error) {
-	if err := checkResource(resource); err != nil {
+	if err := CheckResource(resource); err != nil {
 		return nil, err
 	}
 	cfg := defaultConfig()
@@ -188,8 +188,12 @@ func (b *Bus[T]) install(n int, after <-chan struct{}) *layout[T] {
 	return l
 }
 
-// checkResource says whether name can name a bus.
-func checkResource(name string) error {
+// CheckResource returns nil if name can name a bus, and otherwise an
+// error wrapping [ErrInvalidOption] that says what is accepted: 1 to 64
+// ASCII letters, digits, '-' or '_'. Such names are also valid subject
+// tokens and stream names for the JetStream backend, which checks them
+// with this function too.
+func CheckResource(name string) error {
 	const accepted = "want 1 to 64 ASCII letters, digits, '-' or '_'"
 	if name == "" || len(name) > 64 {
 		return invalid("resource name %q has %d bytes; %s", name, len(name), accepted)

@@ -134,7 +134,7 @@ func New[T any](ctx context.Context, nc *nats.Conn, resource string, h mainbus.H
 // configure checks the arguments of New and applies the options.
 func configure(resource string, nc *nats.Conn, opts []Option) (config, error) {
 	cfg := defaultConfig()
-	if err := checkResource(resource); err != nil {
+	if err := mainbus.CheckResource(resource); err != nil {
 		return cfg, err
 	}
 	if nc == nil {
@@ -152,23 +152,6 @@ func configure(resource string, nc *nats.Conn, opts []Option) (config, error) {
 		return cfg, fmt.Errorf("bus %s: %w", resource, err)
 	}
 	return cfg, nil
-}
-
-// checkResource accepts the resource names of the in-process bus, which
-// are also valid subject tokens and stream names.
-func checkResource(name string) error {
-	const accepted = "want 1 to 64 ASCII letters, digits, '-' or '_'"
-	if name == "" || len(name) > 64 {
-		return invalid("resource name %q has %d bytes; %s", name, len(name), accepted)
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-			c == '-' || c == '_') {
-			return invalid("resource name %q has %q at byte %d; %s", name, c, i, accepted)
-		}
-	}
-	return nil
 }
 
 // Resource returns the name of the resource the bus carries.
