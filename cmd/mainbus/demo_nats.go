@@ -44,7 +44,7 @@ func runDemoNATS(ctx context.Context, cfg *demoConfig, stdout, stderr io.Writer)
 	}
 	setup, cancel := context.WithTimeout(ctx, setupWait)
 	defer cancel()
-	conn, err := dialNATS(setup, cfg.nats, "mainbus demo")
+	conn, err := dialNATS(setup, string(cfg.nats), "mainbus demo")
 	if err != nil {
 		fmt.Fprintf(stderr, "mainbus demo: %v\n", err)
 		return exitFailure
@@ -76,7 +76,7 @@ func runDemoNATS(ctx context.Context, cfg *demoConfig, stdout, stderr io.Writer)
 func checkDemoNATS(cfg *demoConfig) error {
 	switch {
 	case cfg.produceOnly:
-		if err := natsURLFlag(cfg.nats, "--produce-only"); err != nil {
+		if err := natsURLFlag(string(cfg.nats), "--produce-only"); err != nil {
 			return err
 		}
 		if cfg.reset {
@@ -84,7 +84,7 @@ func checkDemoNATS(cfg *demoConfig) error {
 				"it cannot go with --produce-only")
 		}
 	case cfg.reset:
-		if err := natsURLFlag(cfg.nats, "--reset"); err != nil {
+		if err := natsURLFlag(string(cfg.nats), "--reset"); err != nil {
 			return err
 		}
 	}
