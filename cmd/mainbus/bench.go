@@ -65,7 +65,7 @@ one JSON document with these fields:
 type benchConfig struct {
 	duration benchDuration
 	json     bool
-	nats     string // --nats: "", "embedded" or a server URL
+	nats     natsFlag // --nats: "", "embedded" or a server URL
 }
 
 func benchFlags(stderr io.Writer) (*flag.FlagSet, *benchConfig) {
@@ -76,7 +76,7 @@ func benchFlags(stderr io.Writer) (*flag.FlagSet, *benchConfig) {
 		"how long each case runs: `D`, a duration such as 200ms or 2s, at most 10m")
 	fs.BoolVar(&cfg.json, "json", false,
 		"print the results as one JSON document instead of a table")
-	fs.StringVar(&cfg.nats, "nats", "",
+	fs.Var(&cfg.nats, "nats",
 		"compare mainbus over JetStream with plain nats.go instead, on the server at `URL`: "+
 			"embedded (one started here on 127.0.0.1) or nats://HOST:PORT")
 	fs.Usage = func() {}

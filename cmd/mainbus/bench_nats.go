@@ -64,12 +64,9 @@ type natsCase struct {
 	RatioID       float64 `json:"ratio_id,omitempty"`
 }
 
-// natsConnectWait bounds connecting to the server of --nats.
-const natsConnectWait = 5 * time.Second
-
 // runBenchNATS is bench --nats.
 func runBenchNATS(ctx context.Context, cfg *benchConfig, stdout, stderr io.Writer) int {
-	url := cfg.nats
+	url := string(cfg.nats)
 	if url == "embedded" {
 		srv, err := embedded.Start("", 0)
 		if err != nil {
@@ -79,7 +76,7 @@ func runBenchNATS(ctx context.Context, cfg *benchConfig, stdout, stderr io.Write
 		defer srv.Shutdown()
 		url = srv.URL()
 	}
-	cctx, cancel := context.WithTimeout(ctx, natsConnectWait)
+	cctx, cancel := context.WithTimeout(ctx, connectWait)
 	nc, err := jetbus.Connect(cctx, url)
 	cancel()
 	if err != nil {
@@ -97,7 +94,7 @@ func runBenchNATS(ctx context.Context, cfg *benchConfig, stdout, stderr io.Write
 		}
 		return exitFailure
 	}
-	rep.Server = cfg.nats
+	rep.Server = string(cfg.nats)
 	return writeReport(rep, cfg.json, stdout, stderr)
 }
 

@@ -23,7 +23,7 @@ type demoConfig struct {
 	seed     seedFlag
 
 	// Over NATS JetStream: "embedded" or a server URL.
-	nats        string
+	nats        natsFlag
 	produceOnly bool
 	reset       bool
 	bufferSet   bool // --buffer was given
@@ -45,7 +45,7 @@ func demoFlags(stderr io.Writer) (*flag.FlagSet, *demoConfig) {
 	fs.Var(&cfg.balancer, "balancer",
 		"`NAME` of the way conveyors are picked: "+strings.Join(balancerNames, ", "))
 	fs.Var(&cfg.seed, "seed", "`N` seeds the random balancer, for repeatable runs")
-	fs.StringVar(&cfg.nats, "nats", "", "run over NATS JetStream: `SERVER` is \"embedded\" "+
+	fs.Var(&cfg.nats, "nats", "run over NATS JetStream: `SERVER` is \"embedded\" "+
 		"(a server in this process, on 127.0.0.1, storing in a temporary directory) "+
 		"or a URL such as nats://127.0.0.1:4222")
 	fs.BoolVar(&cfg.produceOnly, "produce-only", false,

@@ -44,7 +44,7 @@ func runDemoNATS(ctx context.Context, cfg *demoConfig, stdout, stderr io.Writer)
 	}
 	setup, cancel := context.WithTimeout(ctx, setupWait)
 	defer cancel()
-	conn, err := dialNATS(setup, cfg.nats, "mainbus demo")
+	conn, err := dialNATS(setup, string(cfg.nats), "mainbus demo")
 	if err != nil {
 		fmt.Fprintf(stderr, "mainbus demo: %v\n", err)
 		return exitFailure
@@ -76,7 +76,7 @@ func runDemoNATS(ctx context.Context, cfg *demoConfig, stdout, stderr io.Writer)
 func checkDemoNATS(cfg *demoConfig) error {
 	switch {
 	case cfg.produceOnly:
-		if err := natsURLFlag(cfg.nats, "--produce-only"); err != nil {
+		if err := natsURLFlag(string(cfg.nats), "--produce-only"); err != nil {
 			return err
 		}
 		if cfg.reset {
@@ -84,7 +84,7 @@ func checkDemoNATS(cfg *demoConfig) error {
 				"it cannot go with --produce-only")
 		}
 	case cfg.reset:
-		if err := natsURLFlag(cfg.nats, "--reset"); err != nil {
+		if err := natsURLFlag(string(cfg.nats), "--reset"); err != nil {
 			return err
 		}
 	}
@@ -190,12 +190,13 @@ func (d *natsDemo) run(ctx context.Context) int {
 		}
 	}
 	n := int(d.cfg.events)
+	reconnects := d.conn.nc.Stats().Reconnects
 	if err := produceAll(ctx, producers, first, n); err != nil {
 		d.errOut.printf("mainbus demo: %s\n", oneLine(err))
 		return exitFailure
 	}
 	if d.cfg.produceOnly {
-		return d.report(first)
+		return d.report(ctx, first, d.conn.nc.Stats().Reconnects > reconnects)
 	}
 	for _, t := range d.tallies {
 		select {
@@ -222,8 +223,10 @@ func (d *natsDemo) lastSequence(ctx context.Context, resource string) (uint64, e
 }
 
 // report prints what --produce-only produced, one line per bus, and
-// fails if the server dropped events as duplicates of IDs it had seen.
-func (d *natsDemo) report(first []uint64) int {
+// fails if the server dropped events as duplicates of IDs another
+// producer stored. reconnected tells whether the connection was lost and
+// made again while producing.
+func (d *natsDemo) report(ctx context.Context, first []uint64, reconnected bool) int {
 	code := exitOK
 	n := uint64(d.cfg.events)
 	for i, b := range d.buses {
@@ -237,7 +240,16 @@ func (d *natsDemo) report(first []uint64) int {
 		for _, c := range b.Stats().Server {
 			dup += c.Duplicates
 		}
-		if dup > 0 {
+		if dup == 0 {
+			continue
+		}
+		last, err := d.lastSequence(ctx, b.Resource())
+		if err != nil {
+			d.errOut.printf("mainbus demo: %v\n", err)
+			code = exitFailure
+			continue
+		}
+		if collided(n, last-(first[i]-1), dup, reconnected) {
 			d.errOut.printf("mainbus demo: the server dropped %d events of %s as duplicates "+
 				"of IDs stored in the last two minutes; is another producer running?\n",
 				dup, b.Resource())
@@ -245,6 +257,28 @@ func (d *natsDemo) report(first []uint64) int {
 		}
 	}
 	return code
+}
+
+// collided tells whether a producer of n events on a stream collided
+// with another producer's event IDs, given dup, the publishes the server
+// acknowledged as duplicates, and stored, how many events the stream
+// stored while it produced.
+//
+// A publish whose answer was lost with the connection is sent again, and
+// the server acknowledges the copy as a duplicate: those duplicates are
+// this producer's own, and nothing is lost. Without a reconnection every
+// duplicate is another producer's ID. After one, the stream tells: with
+// no other producer it stored exactly the n events. Two producers of the
+// same IDs at once, one of which also reconnected, go unseen by that
+// one: the stream then also stored n events.
+func collided(n, stored, dup uint64, reconnected bool) bool {
+	switch {
+	case dup == 0:
+		return false
+	case !reconnected:
+		return true
+	}
+	return stored != n
 }
 
 // shutdown closes the buses, deletes the streams this run created, and

@@ -172,7 +172,6 @@ func TestNATSConnectErrors(t *testing.T) {
 		name, url, want string
 	}{
 		{"unreachable", closed, "connect to " + closed},
-		{"wrong scheme", "http://127.0.0.1:4222", `has scheme "http"; want nats://HOST:PORT`},
 		{"no JetStream", plain.ClientURL(), "answers without JetStream"},
 	}
 	for _, tt := range tests {
@@ -212,7 +211,31 @@ func TestNATSBadInput(t *testing.T) {
 				"--produce-only, --reset, --seed"},
 		{"worker embedded", []string{"worker", "--nats", "embedded"},
 			"needs a server that outlives this process"},
-		{"worker empty URL", []string{"worker", "--nats", ""}, "the worker needs --nats URL"},
+		{"worker empty URL", []string{"worker", "--nats", ""},
+			"empty; want embedded, or nats://HOST:PORT"},
+		{"empty URL", []string{"--nats", ""}, "empty; want embedded, or nats://HOST:PORT"},
+		{"URL is a flag", []string{"--nats", "--produce-only"},
+			`"--produce-only" looks like a flag, not a server; want embedded, or nats://`},
+		{"worker URL is a flag", []string{"worker", "--nats", "--name"}, "looks like a flag"},
+		{"bench URL is a flag", []string{"bench", "--nats", "--json"}, "looks like a flag"},
+		{"bench empty URL", []string{"bench", "--nats", ""}, "empty; want embedded"},
+		{"no scheme", []string{"--nats", "localhost"}, `"localhost" has no scheme`},
+		{"wrong scheme", []string{"--nats", "http://127.0.0.1:4222"},
+			`has scheme "http"; want embedded, or nats://HOST:PORT`},
+		{"worker wrong scheme", []string{"worker", "--nats", "http://127.0.0.1:4222"},
+			`has scheme "http"`},
+		{"no host", []string{"--nats", "nats://:4222"}, "has no host"},
+		{"cluster member is a flag", []string{"--nats", "nats://127.0.0.1:4222,-v"},
+			"looks like a flag"},
+		{"dotted bus", []string{"--nats", "embedded", "--bus", "a.b=2"},
+			"1 to 64 ASCII letters, digits, '-' or '_'"},
+		{"bus with a space", []string{"--nats", "embedded", "--bus", "bad name=2"},
+			"1 to 64 ASCII letters"},
+		{"wildcard bus", []string{"--nats", "embedded", "--bus", "*=2"},
+			"1 to 64 ASCII letters"},
+		{"worker dotted bus", []string{"worker", "--bus", "a.b=2"}, "1 to 64 ASCII letters"},
+		{"produce-only wildcard bus", []string{"--nats", "nats://127.0.0.1:1",
+			"--produce-only", "--bus", "iron.>=2"}, "1 to 64 ASCII letters"},
 		{"worker mode", []string{"worker", "--mode", "fast"}, "want ordered or throughput"},
 		{"worker short pin", []string{"worker", "--pin-ttl", "1s"}, "want 2s or more"},
 		{"worker pin not duration", []string{"worker", "--pin-ttl", "2"}, "not a duration"},
@@ -253,5 +276,50 @@ func TestNATSHelp(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q, stdout does not say %q:\n%s",
 				tt.args, code, errOut, tt.want, out)
 		}
+	}
+}
+
+// A server that accepts connections and never answers gives exit status
+// 1 within the five seconds the README promises.
+func TestNATSSilentServer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	accepted := make(chan struct{})
+	go func() {
+		defer close(accepted)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c) // held open, never written to
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-accepted
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+
+	url := "nats://" + ln.Addr().String()
+	for _, cmd := range [][]string{{"demo"}, {"demo", "--produce-only"}, {"worker"},
+		{"bench"}} {
+		t.Run(strings.Join(cmd, " "), func(t *testing.T) {
+			t.Parallel()
+			args := append(slices.Clone(cmd), "--nats", url)
+			out, errOut, code, took := runBinary(t, 15*time.Second, args...)
+			if code != exitFailure || out != "" || !strings.Contains(errOut, url) {
+				t.Errorf("exit %d, stdout %q, stderr %q; want %d and a line naming %s",
+					code, out, errOut, exitFailure, url)
+			}
+			if took >= 5*time.Second {
+				t.Errorf("took %v; want less than 5s", took)
+			}
+		})
 	}
 }

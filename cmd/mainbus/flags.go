@@ -49,6 +49,10 @@ func (f *busFlags) Set(v string) error {
 	if n < 1 {
 		return fmt.Errorf("bus %s has %d conveyors; want 1 or more", name, n)
 	}
+	if err := mainbus.CheckResource(name); err != nil {
+		// The flag package names the flag; the package prefix adds nothing.
+		return errors.New(strings.TrimPrefix(err.Error(), "mainbus: "))
+	}
 	if !f.set {
 		f.specs, f.set = nil, true
 	}

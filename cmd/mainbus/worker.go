@@ -31,7 +31,7 @@ of package jetbus; the worker's status lines go to stderr.
 
 // workerConfig is what the worker's flags set.
 type workerConfig struct {
-	nats    string
+	nats    natsFlag
 	buses   busFlags
 	buffer  nonNegative
 	mode    modeFlag
@@ -57,7 +57,7 @@ func workerFlags(stderr io.Writer) (*flag.FlagSet, *workerConfig) {
 	}
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.nats, "nats", cfg.nats, "`URL` of the NATS server or cluster")
+	fs.Var(&cfg.nats, "nats", "`URL` of the NATS server or cluster")
 	fs.Var(&cfg.buses, "bus", "a bus as `NAME=CONVEYORS`; repeat for more buses; "+
 		"replaces the default iron=4 and copper=2")
 	fs.Var(&cfg.buffer, "buffer", "`N` unhandled events each conveyor holds on the server")
@@ -88,7 +88,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	errOut := &lineWriter{w: stderr}
 	setup, cancel := context.WithTimeout(ctx, setupWait)
 	defer cancel()
-	conn, err := dialNATS(setup, cfg.nats, "mainbus worker "+cfg.name)
+	conn, err := dialNATS(setup, string(cfg.nats), "mainbus worker "+cfg.name)
 	if err != nil {
 		errOut.printf("mainbus worker: %v\n", err)
 		return exitFailure
@@ -128,7 +128,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) int
 
 // checkWorker checks the flags that depend on each other.
 func checkWorker(cfg *workerConfig) error {
-	if err := natsURLFlag(cfg.nats, "the worker"); err != nil {
+	if err := natsURLFlag(string(cfg.nats), "the worker"); err != nil {
 		return err
 	}
 	if cfg.buffer < 1 {
