@@ -63,7 +63,12 @@ func (b *Bus[T]) stopConsumers() {
 // redelivery of an event whose ack was lost. If r is set, consume first
 // settles the delivery whose handler ended the goroutine before it.
 func (b *Bus[T]) consume(c *conveyor, done uint64, r *interrupted) {
-	defer b.workers.Done()
+	id := goid()
+	b.gids.Store(id, struct{}{})
+	defer func() {
+		b.gids.Delete(id)
+		b.workers.Done()
+	}()
 	if r != nil {
 		b.retry(c, r.msg, r.attempt)
 	}
