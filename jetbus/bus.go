@@ -58,6 +58,16 @@ type Bus[T any] struct {
 	closeOnce sync.Once
 	done      chan struct{}
 	err       error // the result of Close; written before done closes
+
+	// gids holds the goroutine IDs of the consumer goroutines, so that a
+	// Close called from a handler does not wait for that handler.
+	gids sync.Map
+
+	// abort is closed, once, by the first Close whose ctx ends; cause is
+	// that ctx's error, written before abort closes.
+	abortOnce sync.Once
+	abort     chan struct{}
+	cause     error
 }
 
 // handlerKey marks the contexts handed to handlers, so that a Close
@@ -71,11 +81,15 @@ type handlerKey struct{}
 // A nil h makes a producer-only bus.
 //
 // Every process of one resource must agree on the conveyor count; New
-// refuses a count that differs from the stream's. Invalid options give an
-// error wrapping [mainbus.ErrInvalidOption]. The bus does not own nc:
+// refuses a count that differs from the stream's. Invalid options and a
+// nil ctx give an error wrapping [mainbus.ErrInvalidOption]. The bus does not own nc:
 // close nc after the bus.
 func New[T any](ctx context.Context, nc *nats.Conn, resource string, h mainbus.Handler[T],
 	opts ...Option) (*Bus[T], error) {
+	if ctx == nil {
+		return nil, invalid("New of bus %s got a nil context; "+
+			"want context.Background() or another", resource)
+	}
 	cfg, err := configure(resource, nc, opts)
 	if err != nil {
 		return nil, err
@@ -108,6 +122,7 @@ func New[T any](ctx context.Context, nc *nats.Conn, resource string, h mainbus.H
 		conveyors: make([]*conveyor, cfg.conveyors),
 		closing:   make(chan struct{}),
 		done:      make(chan struct{}),
+		abort:     make(chan struct{}),
 		pend:      map[*nats.Msg]*record{},
 	}
 	for i := range b.conveyors {
@@ -167,46 +182,60 @@ func (b *Bus[T]) Done() <-chan struct{} { return b.done }
 // acknowledged, lets each conveyor finish the events already delivered to
 // this process, acknowledging them, and stops its goroutines. Events
 // still on the server stay there for the other workers of the resource,
-// or for the next start: closing a worker loses nothing.
+// or for the next start: closing a worker loses nothing. A nil ctx waits
+// without limit.
 //
 // If ctx ends first, Close cancels the context handed to running
 // handlers, drops the events delivered and not yet handled (the server
-// delivers them again after the ack wait), waits for the handlers to
-// return and returns an error wrapping ctx.Err(). Close does not close
-// the connection.
+// delivers them again after the ack wait) and returns an error wrapping
+// ctx.Err() without waiting for the handlers: a handler that ignores its
+// context would hold Close forever. [Bus.Done] is closed once they have
+// returned. Close does not close the connection.
 //
 // Close is idempotent and safe from many goroutines. Called from a
-// handler with the handler's context (or one derived from it), it begins
-// the shutdown and returns at once; [Bus.Done] tells when it is over.
+// handler of this bus, whatever the context, it begins the shutdown and
+// returns nil at once, since the shutdown waits for that handler;
+// [Bus.Done] tells when it is over. So does a call with the handler's
+// context, or one derived from it, from any goroutine.
 func (b *Bus[T]) Close(ctx context.Context) error {
-	if ctx == nil {
-		return invalid("Close of %s got a nil context; want context.Background() or another",
-			b.resource)
-	}
-	if ctx.Value(handlerKey{}) == b {
-		// The shutdown waits for the calling handler, so it cannot run
-		// here. Its goroutine ends when done closes.
-		b.closeOnce.Do(func() { go b.shutdown(context.Background()) })
+	b.closeOnce.Do(func() { go b.shutdown() })
+	if ctx != nil && ctx.Value(handlerKey{}) == b || b.inHandler(goid()) {
 		return nil
 	}
-	b.closeOnce.Do(func() { b.shutdown(ctx) })
+	var cut <-chan struct{}
+	if ctx != nil {
+		cut = ctx.Done()
+	}
 	select {
 	case <-b.done:
 		return b.err
-	case <-ctx.Done():
-		return fmt.Errorf("jetbus: close of %s: %w", b.resource, ctx.Err())
+	case <-cut:
 	}
+	select {
+	case <-b.done: // finished as ctx ended: the shutdown's result stands
+		return b.err
+	default:
+	}
+	b.abortOnce.Do(func() {
+		b.cause = ctx.Err()
+		close(b.abort)
+		b.cancel()
+		b.stopConsumers()
+	})
+	return fmt.Errorf("jetbus: close of %s: %w", b.resource, ctx.Err())
 }
 
-// shutdown runs once, on the goroutine of the first Close.
-func (b *Bus[T]) shutdown(ctx context.Context) {
+// shutdown runs once, on a goroutine of its own, so that no Close waits
+// for another's: it stops intake, waits for the publishes in flight and
+// the conveyors to drain, or for abort, and closes done.
+func (b *Bus[T]) shutdown() {
 	b.intake.Lock()
 	b.closed = true
 	close(b.closing)
 	b.intake.Unlock()
 
 	var errs []error
-	if err := wait(ctx, &b.producers); err != nil {
+	if err := b.wait(&b.producers); err != nil {
 		errs = append(errs, fmt.Errorf("publishes in flight: %w", err))
 	}
 	// Drain hands out what was delivered and ends each iterator; the
@@ -217,12 +246,11 @@ func (b *Bus[T]) shutdown(ctx context.Context) {
 		}
 	}
 	b.stopWatch()
-	if err := wait(ctx, &b.workers); err != nil {
+	if err := b.wait(&b.workers); err != nil {
 		errs = append(errs, fmt.Errorf("drain: %w", err))
-		b.cancel()
-		b.stopConsumers()
 	}
-	// Nothing may outlive Close: the handlers saw their context end.
+	// Nothing may outlive done: after an abort the handlers saw their
+	// context end, and the iterators are stopped.
 	b.workers.Wait()
 	b.cancel()
 	if len(errs) > 0 {
@@ -231,8 +259,8 @@ func (b *Bus[T]) shutdown(ctx context.Context) {
 	close(b.done)
 }
 
-// wait waits for wg until ctx ends.
-func wait(ctx context.Context, wg *sync.WaitGroup) error {
+// wait waits for wg until a Close aborts the shutdown.
+func (b *Bus[T]) wait(wg *sync.WaitGroup) error {
 	ch := make(chan struct{})
 	go func() {
 		wg.Wait()
@@ -241,9 +269,16 @@ func wait(ctx context.Context, wg *sync.WaitGroup) error {
 	select {
 	case <-ch:
 		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	case <-b.abort:
+		return b.cause
 	}
+}
+
+// inHandler reports whether goroutine id is a consumer goroutine of the
+// bus, which runs the handler.
+func (b *Bus[T]) inHandler(id uint64) bool {
+	_, ok := b.gids.Load(id)
+	return ok
 }
 
 // enter registers a producer; it returns false once Close has begun.

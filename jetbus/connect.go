@@ -25,9 +25,14 @@ const connectTimeout = 5 * time.Second
 // ride out a server restart; opts are applied after these defaults.
 // Connect returns within ctx's deadline or 5 seconds: an error naming the
 // URL for one that does not parse, for a server that does not answer, and
-// one wrapping [ErrNoJetStream] for a server without JetStream. The
-// caller closes the connection, after every bus on it has closed.
+// one wrapping [ErrNoJetStream] for a server without JetStream, and one
+// wrapping [mainbus.ErrInvalidOption] for a nil ctx. The caller closes
+// the connection, after every bus on it has closed.
 func Connect(ctx context.Context, rawURL string, opts ...nats.Option) (*nats.Conn, error) {
+	if ctx == nil {
+		return nil, invalid("Connect to %s got a nil context; "+
+			"want context.Background() or another", rawURL)
+	}
 	if err := checkURL(rawURL); err != nil {
 		return nil, err
 	}

@@ -63,7 +63,12 @@ func (b *Bus[T]) stopConsumers() {
 // redelivery of an event whose ack was lost. If r is set, consume first
 // settles the delivery whose handler ended the goroutine before it.
 func (b *Bus[T]) consume(c *conveyor, done uint64, r *interrupted) {
-	defer b.workers.Done()
+	id := goid()
+	b.gids.Store(id, struct{}{})
+	defer func() {
+		b.gids.Delete(id)
+		b.workers.Done()
+	}()
 	if r != nil {
 		b.retry(c, r.msg, r.attempt)
 	}
@@ -101,12 +106,17 @@ func (b *Bus[T]) deliver(c *conveyor, msg jetstream.Msg, done *uint64) {
 	seq := meta.Sequence.Stream
 	if meta.NumDelivered > 1 {
 		c.redelivered.Add(1)
-		if b.cfg.mode == Ordered && seq <= *done {
-			c.duplicates.Add(1)
-			b.ack(c, msg)
-			return
-		}
-	} else {
+	}
+	// A conveyor's sequences only grow and Ordered mode hands them out in
+	// order, so one at or below the last handled here is a redelivery,
+	// whatever its delivery count: a server that restarts after a crash
+	// may have lost the delivery and count this one as the first.
+	if b.cfg.mode == Ordered && seq <= *done {
+		c.duplicates.Add(1)
+		b.ack(c, msg)
+		return
+	}
+	if meta.NumDelivered == 1 {
 		// The server's timestamp, not the event's Time, which the
 		// producer may have set to anything.
 		c.observeQueue(time.Since(meta.Timestamp))

@@ -115,3 +115,39 @@ func TestInvalidOptions(t *testing.T) {
 		t.Errorf("New with a nil connection: %v; want ErrInvalidOption", err)
 	}
 }
+
+// New and Connect refuse a nil context with an error wrapping
+// ErrInvalidOption instead of panicking.
+func TestNilContext(t *testing.T) {
+	srv := startServer(t, "", 0)
+	nc := connect(t, srv.URL())
+	_, err := jetbus.New[int](nil, nc, "nilctx", nil) //nolint:staticcheck // the nil is tested
+	if !errors.Is(err, mainbus.ErrInvalidOption) {
+		t.Errorf("New with a nil context: %v; want ErrInvalidOption", err)
+	}
+	c, err := jetbus.Connect(nil, srv.URL()) //nolint:staticcheck // the nil is tested
+	if !errors.Is(err, mainbus.ErrInvalidOption) {
+		t.Errorf("Connect with a nil context: %v; want ErrInvalidOption", err)
+	}
+	if c != nil {
+		c.Close()
+	}
+}
+
+// A stream of more replicas than the server can hold is refused with a
+// message that says what to do.
+func TestReplicasError(t *testing.T) {
+	srv := startServer(t, "", 0)
+	nc := connect(t, srv.URL())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := jetbus.New[int](ctx, nc, "replicas", nil, jetbus.WithReplicas(3))
+	if err == nil {
+		t.Fatal("a stream of 3 replicas on one server was accepted")
+	}
+	for _, want := range []string{"3 replicas", "WithReplicas(1)", "cluster of 3"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+}

@@ -90,3 +90,29 @@ type fixed int
 
 func (f fixed) Len() int    { return int(f) }
 func (fixed) Depth(int) int { return 0 }
+
+// A producer-only bus reports as Depth the events its conveyors hold on
+// the server, read at its monitor interval.
+func TestProducerOnlyDepth(t *testing.T) {
+	srv := startServer(t, "", 0)
+	nc := connect(t, srv.URL())
+	b := newBus[int](t, nc, "prodonly", nil, jetbus.WithConveyors(2),
+		jetbus.WithExactConveyors(), jetbus.WithMemoryStorage(),
+		jetbus.WithMonitor(50*time.Millisecond))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for id := uint64(1); id <= 5; id++ {
+		if err := b.Produce(ctx, mainbus.Event[int]{ID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 5*time.Second, "Depth 5 on the producer-only bus", func() bool {
+		return b.Stats().Total().Depth == 5
+	})
+	for _, s := range b.Stats().Server {
+		if s.Stored != b.Stats().Conveyors[s.Conveyor].Depth {
+			t.Errorf("conveyor %d: Stored %d, Depth %d", s.Conveyor, s.Stored,
+				b.Stats().Conveyors[s.Conveyor].Depth)
+		}
+	}
+}

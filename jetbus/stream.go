@@ -97,9 +97,33 @@ func ensureStream(ctx context.Context, js jetstream.JetStream,
 	}
 	s, err := js.CreateOrUpdateStream(ctx, sc)
 	if err != nil {
-		return nil, fmt.Errorf("jetbus: create stream %s: %w", sc.Name, err)
+		return nil, fmt.Errorf("jetbus: create stream %s: %w%s", sc.Name, err,
+			replicasHint(err, sc.Replicas))
 	}
 	return s, nil
+}
+
+// replicasHint says what to do when the server refused a stream of n
+// replicas for want of servers, and is empty for any other error.
+func replicasHint(err error, n int) string {
+	var api *jetstream.APIError
+	if n < 2 || !errors.As(err, &api) {
+		return ""
+	}
+	// The server's codes; package jetstream names neither.
+	const (
+		replicasNotSupported  jetstream.ErrorCode = 10074 // not clustered
+		insufficientResources jetstream.ErrorCode = 10023
+	)
+	switch api.ErrorCode {
+	case replicasNotSupported:
+		return fmt.Sprintf("; the stream needs %d replicas and the server is not "+
+			"clustered: use WithReplicas(1), or a cluster of %d servers or more", n, n)
+	case insufficientResources:
+		return fmt.Sprintf("; the stream needs %d replicas: use a cluster of %d servers "+
+			"or more with room for it, or fewer replicas with WithReplicas", n, n)
+	}
+	return ""
 }
 
 // consumerConfig returns the durable consumer of conveyor i.
