@@ -82,8 +82,8 @@ type handlerKey struct{}
 //
 // Every process of one resource must agree on the conveyor count; New
 // refuses a count that differs from the stream's. Invalid options and a
-// nil ctx give an error wrapping [mainbus.ErrInvalidOption]. The bus does not own nc:
-// close nc after the bus.
+// nil ctx give an error wrapping [mainbus.ErrInvalidOption]. The bus does
+// not own nc: close nc after the bus.
 func New[T any](ctx context.Context, nc *nats.Conn, resource string, h mainbus.Handler[T],
 	opts ...Option) (*Bus[T], error) {
 	if ctx == nil {
@@ -187,10 +187,10 @@ func (b *Bus[T]) Done() <-chan struct{} { return b.done }
 //
 // If ctx ends first, Close cancels the context handed to running
 // handlers, drops the events delivered and not yet handled (the server
-// delivers them again after the ack wait) and returns an error wrapping
-// ctx.Err() without waiting for the handlers: a handler that ignores its
-// context would hold Close forever. [Bus.Done] is closed once they have
-// returned. Close does not close the connection.
+// delivers them again after the ack wait), waits for the running
+// handlers to return, as the in-process bus does, and returns an error
+// wrapping ctx.Err(). A handler that may take long must watch its
+// context. Close does not close the connection.
 //
 // Close is idempotent and safe from many goroutines. Called from a
 // handler of this bus, whatever the context, it begins the shutdown and
@@ -222,6 +222,9 @@ func (b *Bus[T]) Close(ctx context.Context) error {
 		b.cancel()
 		b.stopConsumers()
 	})
+	// As in process: the handlers' context has ended, and Close returns
+	// once they have, so that no goroutine of the bus outlives it.
+	<-b.done
 	return fmt.Errorf("jetbus: close of %s: %w", b.resource, ctx.Err())
 }
 
