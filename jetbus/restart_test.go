@@ -169,4 +169,6 @@ func TestOrderedRedeliveryAfterLostState(t *testing.T) {
 	if s := worker.Stats().Server[0]; s.Duplicates != 1 {
 		t.Errorf("%d duplicates counted; want 1 (stats %+v)", s.Duplicates, s)
 	}
+	// Before the cleanups, which stop the last server first.
+	closeBus(t, worker)
 }
