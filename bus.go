@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mainbus-go/mainbus/internal/goid"
 )
 
 // A Handler consumes the events of a bus. It is called on the consumer
@@ -379,7 +381,7 @@ func (b *Bus[T]) place(ctx context.Context, l *layout[T], c *conveyor[T], it ite
 func (b *Bus[T]) waitRoom(ctx context.Context, l *layout[T], c *conveyor[T], it item[T]) error {
 	n := it.size()
 	ok, done := await(ctx, c.w)
-	if !ok || b.inHandler(goid()) {
+	if !ok || b.inHandler(goid.Current()) {
 		if ok {
 			done()
 		}
@@ -419,7 +421,7 @@ func (b *Bus[T]) waitRoom(ctx context.Context, l *layout[T], c *conveyor[T], it 
 // channel of [Bus.Done] tells when the shutdown is over.
 func (b *Bus[T]) Close(ctx context.Context) error {
 	b.begin()
-	if b.inHandler(goid()) {
+	if b.inHandler(goid.Current()) {
 		return nil
 	}
 	var cut <-chan struct{}

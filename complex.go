@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+
+	"github.com/mainbus-go/mainbus/internal/goid"
 )
 
 // A Member is a bus as a [Complex] sees it, whatever its payload type.
@@ -138,7 +140,7 @@ func (x *Complex) Close(ctx context.Context) error {
 	x.mu.Unlock()
 
 	waves := closeOrder(x.members())
-	id := goid()
+	id := goid.Current()
 	for _, wave := range waves {
 		for _, m := range wave {
 			if m.inHandler(id) {

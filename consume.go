@@ -3,6 +3,8 @@ package mainbus
 import (
 	"fmt"
 	"time"
+
+	"github.com/mainbus-go/mainbus/internal/goid"
 )
 
 // A retrial is an event, or the stack of a stack handler, whose handler
@@ -21,7 +23,7 @@ type retrial[T any] struct {
 // consume is the body of the consumer goroutine of c in layout l. If r is
 // set, it first finishes the delivery that a Goexit interrupted.
 func (b *Bus[T]) consume(l *layout[T], c *conveyor[T], r *retrial[T]) {
-	id := goid()
+	id := goid.Current()
 	b.gids.Store(id, struct{}{})
 
 	// drained stays false when the consumer leaves because Close ran out

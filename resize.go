@@ -1,6 +1,10 @@
 package mainbus
 
-import "context"
+import (
+	"context"
+
+	"github.com/mainbus-go/mainbus/internal/goid"
+)
 
 // Resize changes the number of conveyors of a running bus to n, after the
 // even-count rule the bus was built with. Producers move to the new
@@ -31,7 +35,7 @@ func (b *Bus[T]) Resize(ctx context.Context, n int) error {
 	if err != nil {
 		return err
 	}
-	inHandler := b.inHandler(goid())
+	inHandler := b.inHandler(goid.Current())
 	var cut <-chan struct{}
 	if ctx != nil {
 		cut = ctx.Done()

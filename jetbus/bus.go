@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mainbus-go/mainbus"
+	"github.com/mainbus-go/mainbus/internal/goid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -199,7 +200,7 @@ func (b *Bus[T]) Done() <-chan struct{} { return b.done }
 // context, or one derived from it, from any goroutine.
 func (b *Bus[T]) Close(ctx context.Context) error {
 	b.closeOnce.Do(func() { go b.shutdown() })
-	if ctx != nil && ctx.Value(handlerKey{}) == b || b.inHandler(goid()) {
+	if ctx != nil && ctx.Value(handlerKey{}) == b || b.inHandler(goid.Current()) {
 		return nil
 	}
 	var cut <-chan struct{}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mainbus-go/mainbus"
+	"github.com/mainbus-go/mainbus/internal/goid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -63,7 +64,7 @@ func (b *Bus[T]) stopConsumers() {
 // redelivery of an event whose ack was lost. If r is set, consume first
 // settles the delivery whose handler ended the goroutine before it.
 func (b *Bus[T]) consume(c *conveyor, done uint64, r *interrupted) {
-	id := goid()
+	id := goid.Current()
 	b.gids.Store(id, struct{}{})
 	defer func() {
 		b.gids.Delete(id)
