@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strconv"
 	"time"
 
 	"github.com/mainbus-go/mainbus"
@@ -283,15 +282,7 @@ func (b *Bus[T]) decode(msg jetstream.Msg, meta *jetstream.MsgMetadata) (mainbus
 	error) {
 	h := msg.Headers()
 	ev := mainbus.Event[T]{Resource: b.resource, Key: h.Get(hdrKey), Time: meta.Timestamp}
-	if s := h.Get(hdrID); s != "" {
-		id, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			return ev, fmt.Errorf("header %s: %w", hdrID, err)
-		}
-		ev.ID = id
-	} else {
-		ev.ID = b.eventID(h.Get(jetstream.MsgIDHeader))
-	}
+	ev.ID = eventID(h.Get(jetstream.MsgIDHeader))
 	if s := h.Get(hdrTime); s != "" {
 		t, err := parseTime(s)
 		if err != nil {

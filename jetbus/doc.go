@@ -42,15 +42,8 @@
 //   - Mainbus-Time: the event's time, when the producer set one, as unix
 //     nanoseconds in decimal or in RFC 3339. Without it, handlers get
 //     the time the server stored the event, by the server's clock.
-//   - Mainbus-Id: the event ID in decimal, optional. Earlier versions of
-//     this package sent it; when present it overrides the message ID.
 //
 // The body is the value as encoded by the bus's [Codec].
-//
-// Consumers read the messages of producers of earlier versions, which
-// sent Mainbus-Id, "<resource>-<ID>" message IDs and RFC 3339 times.
-// Consumers of earlier versions see the events of this version without
-// their ID and time, so upgrade the consumers of a resource first.
 //
 // # Delivery
 //

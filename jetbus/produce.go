@@ -135,19 +135,13 @@ func msgID(id uint64) string {
 }
 
 // eventID returns the event ID a message ID carries, or 0 for a message
-// ID made for an event without one or by another producer. It also reads
-// the "<resource>-<ID>" message IDs of earlier versions of this package.
-func (b *Bus[T]) eventID(msgID string) uint64 {
+// ID made for an event without one or by another producer.
+func eventID(msgID string) uint64 {
 	id, err := strconv.ParseUint(msgID, 10, 64)
-	if err == nil {
-		return id
+	if err != nil {
+		return 0
 	}
-	if s, ok := strings.CutPrefix(msgID, b.resource+"-"); ok {
-		if id, err := strconv.ParseUint(s, 10, 64); err == nil {
-			return id
-		}
-	}
-	return 0
+	return id
 }
 
 // formatTime encodes an event time for the Mainbus-Time header: unix

@@ -20,9 +20,7 @@ const (
 
 	// Header names of the event fields other than the value and the ID,
 	// which travels in the message ID; see Wire format in the package
-	// doc. Producers of this package send hdrID no more, consumers still
-	// read it.
-	hdrID   = "Mainbus-Id"
+	// doc.
 	hdrKey  = "Mainbus-Key"
 	hdrTime = "Mainbus-Time"
 )
