@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -106,27 +105,11 @@ func (d *benchDuration) Set(v string) error {
 // runBench measures the workload and prints the results.
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs, cfg := benchFlags(stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stdout)
-			fmt.Fprintln(stdout, "Usage: mainbus bench [--duration D] [--json] [--nats URL]")
-			fmt.Fprintln(stdout)
-			fs.PrintDefaults()
-			fmt.Fprint(stdout, benchHelp)
-			fmt.Fprint(stdout, benchNATSHelp)
-			return exitOK
-		}
-		// The flag package has printed the error.
-		fmt.Fprintf(stderr, "the flags of bench are %s; run \"mainbus bench --help\" for more\n",
-			flagNames(fs))
-		return exitUsage
+	if code, done := parseFlags(fs, args, "bench",
+		"mainbus bench [--duration D] [--json] [--nats URL]", benchHelp+benchNATSHelp,
+		stdout, stderr); done {
+		return code
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "mainbus bench: unexpected argument %q; bench takes flags only\n",
-			fs.Arg(0))
-		return exitUsage
-	}
-
 	if cfg.nats != "" {
 		return runBenchNATS(ctx, cfg, stdout, stderr)
 	}

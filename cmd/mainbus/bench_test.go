@@ -183,7 +183,7 @@ func TestBenchBadInput(t *testing.T) {
 		{"no unit", []string{"--duration", "5"}, "not a duration; want a duration above 0 and at most 10m, such as 200ms or 2s"},
 		{"words", []string{"--duration", "long"}, "not a duration"},
 		{"empty", []string{"--duration", ""}, "not a duration"},
-		{"no value", []string{"--duration"}, "flag needs an argument"},
+		{"no value", []string{"--duration"}, "flag needs an argument: --duration"},
 		{"unknown flag", []string{"--producers", "4"}, "the flags of bench are --duration, --json"},
 		{"stray argument", []string{"fast"}, `mainbus bench: unexpected argument "fast"`},
 	}

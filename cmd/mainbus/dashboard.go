@@ -69,31 +69,20 @@ func dashboardFlags(stderr io.Writer) (*flag.FlagSet, *dashboardConfig) {
 	return fs, cfg
 }
 
+// dashboardHelp follows the flags in the dashboard's --help.
+const dashboardHelp = `
+Runs a live factory and serves its dashboard; rate, cost and conveyors per
+bus are knobs on the page.
+`
+
 // runDashboard runs a live factory, one producer per bus at --rate, and
 // serves its dashboard at --addr until ctx ends: then it stops the
 // producers, drains and closes the buses, and stops the server.
 func runDashboard(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs, cfg := dashboardFlags(stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stdout)
-			fmt.Fprintln(stdout, "Usage: mainbus dashboard [flags]")
-			fmt.Fprintln(stdout)
-			fmt.Fprintln(stdout, "Runs a live factory and serves its dashboard; "+
-				"rate, cost and conveyors per bus are knobs on the page.")
-			fmt.Fprintln(stdout)
-			fs.PrintDefaults()
-			return exitOK
-		}
-		// The flag package has printed the error.
-		fmt.Fprintf(stderr, "the flags of dashboard are %s; "+
-			"run \"mainbus dashboard --help\" for more\n", flagNames(fs))
-		return exitUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "mainbus dashboard: unexpected argument %q; "+
-			"the dashboard takes flags only\n", fs.Arg(0))
-		return exitUsage
+	if code, done := parseFlags(fs, args, "dashboard", "mainbus dashboard [flags]",
+		dashboardHelp, stdout, stderr); done {
+		return code
 	}
 
 	f, err := newFactory(cfg)

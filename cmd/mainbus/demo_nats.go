@@ -234,27 +234,28 @@ func (d *natsDemo) report(ctx context.Context, first []uint64, reconnected bool)
 			d.out.printf("Produced 0 events on %s.\n", b.Resource())
 			continue
 		}
-		d.out.printf("Produced %d events on %s, IDs %d to %d.\n", n, b.Resource(),
-			first[i], first[i]+n-1)
 		var dup uint64
 		for _, c := range b.Stats().Server {
 			dup += c.Duplicates
 		}
-		if dup == 0 {
-			continue
+		if dup > 0 {
+			last, err := d.lastSequence(ctx, b.Resource())
+			if err != nil {
+				d.errOut.printf("mainbus demo: %v\n", err)
+				code = exitFailure
+				continue
+			}
+			if collided(n, last-(first[i]-1), dup, reconnected) {
+				d.errOut.printf("mainbus demo: of the %d events sent on %s, IDs %d to %d, the "+
+					"server dropped %d as duplicates of IDs stored in the last two minutes; "+
+					"is another producer running?\n",
+					n, b.Resource(), first[i], first[i]+n-1, dup)
+				code = exitFailure
+				continue
+			}
 		}
-		last, err := d.lastSequence(ctx, b.Resource())
-		if err != nil {
-			d.errOut.printf("mainbus demo: %v\n", err)
-			code = exitFailure
-			continue
-		}
-		if collided(n, last-(first[i]-1), dup, reconnected) {
-			d.errOut.printf("mainbus demo: the server dropped %d events of %s as duplicates "+
-				"of IDs stored in the last two minutes; is another producer running?\n",
-				dup, b.Resource())
-			code = exitFailure
-		}
+		d.out.printf("Produced %d events on %s, IDs %d to %d.\n", n, b.Resource(),
+			first[i], first[i]+n-1)
 	}
 	return code
 }

@@ -210,12 +210,18 @@ func (f *addrFlag) Set(v string) error {
 	return nil
 }
 
+// flagDashes writes the flag names in the flag package's errors with the
+// two dashes the help and the README use.
+var flagDashes = strings.NewReplacer("flag -", "flag --", "argument: -", "argument: --",
+	"defined: -", "defined: --")
+
 // parseFlags parses the flags of command cmd. On --help it prints usage,
 // the flags and help on stdout; on a bad flag or a stray argument it
 // says what is wrong on stderr. done tells whether the command should
 // return code now.
 func parseFlags(fs *flag.FlagSet, args []string, cmd, usage, help string,
 	stdout, stderr io.Writer) (code int, done bool) {
+	fs.SetOutput(io.Discard) // the error is printed below, with the flags' two dashes
 	err := fs.Parse(args)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
@@ -225,7 +231,7 @@ func parseFlags(fs *flag.FlagSet, args []string, cmd, usage, help string,
 		fmt.Fprint(stdout, help)
 		return exitOK, true
 	case err != nil:
-		// The flag package has printed the error.
+		fmt.Fprintf(stderr, "mainbus %s: %s\n", cmd, flagDashes.Replace(err.Error()))
 		fmt.Fprintf(stderr, "the flags of %s are %s; run \"mainbus %s --help\" for more\n",
 			cmd, flagNames(fs), cmd)
 		return exitUsage, true
