@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/mainbus-go/mainbus"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // ProduceBatch puts evs on the bus and returns nil once the server has
@@ -58,6 +58,7 @@ func (b *Bus[T]) ProduceBatch(ctx context.Context, evs []mainbus.Event[T]) error
 	p := &pipeline[T]{b: b, evs: evs,
 		done: make(chan *record, min(len(evs), b.cfg.pending))}
 	p.send(ctx)
+	p.stopTimer()
 	return p.retry(ctx)
 }
 
@@ -89,6 +90,10 @@ type pipeline[T any] struct {
 	busy, held map[string]bool
 	again      []unsent // events not stored in the first pass
 	ended      error    // ctx's end, once seen
+
+	// timer fires when the earliest publish in flight is due: one timer
+	// for the pipeline, not one per publish.
+	timer *time.Timer
 }
 
 // A record is one event of a pipeline sent to the server: its message,
@@ -99,6 +104,8 @@ type record struct {
 	c    *conveyor
 	err  error
 	done chan<- *record
+	tok  uint64    // the token of its reply subject
+	due  time.Time // when it is given up on without an answer
 }
 
 // unsent is an event the first pass did not get stored: the message to
@@ -138,11 +145,12 @@ func (p *pipeline[T]) send(ctx context.Context) {
 			continue
 		}
 		rec.i = i
-		if err := b.sendAsync(rec); err != nil {
+		if err := b.post(rec, &rec.msg); err != nil {
 			p.fail(unsent{i: i, c: rec.c, msg: &rec.msg, err: err})
 			continue
 		}
 		p.inflight++
+		p.startTimer()
 		if key != "" {
 			if p.busy == nil {
 				p.busy = map[string]bool{}
@@ -155,10 +163,17 @@ func (p *pipeline[T]) send(ctx context.Context) {
 	}
 }
 
-// complete waits for the answer to one publish in flight. If ctx ends
-// first, it sets aside every publish in flight, in doubt.
+// complete waits for the answer to one publish in flight, or for the
+// publish wait of some to pass, which hands them back as in doubt. If
+// ctx ends first, it sets aside every publish in flight, in doubt.
 func (p *pipeline[T]) complete(ctx context.Context) {
 	select {
+	case now := <-p.timer.C:
+		if next := p.b.expire(p.done, now); !next.IsZero() {
+			p.timer.Reset(next.Sub(now))
+		} else {
+			p.timer.Reset(p.b.cfg.publishWait)
+		}
 	case rec := <-p.done:
 		p.inflight--
 		key := p.evs[rec.i].Key
@@ -222,44 +237,19 @@ func (b *Bus[T]) record(ev *mainbus.Event[T], done chan<- *record) (*record, err
 	return rec, nil
 }
 
-// sendAsync publishes rec without waiting; the bus's publish callbacks
-// hand it to its pipeline once the server has answered.
-func (b *Bus[T]) sendAsync(rec *record) error {
-	rec.c.inflight.Add(1)
-	b.pendMu.Lock()
-	b.pend[&rec.msg] = rec
-	b.pendMu.Unlock()
-	if _, err := b.js.PublishMsgAsync(&rec.msg); err != nil {
-		b.pendMu.Lock()
-		delete(b.pend, &rec.msg)
-		b.pendMu.Unlock()
-		rec.c.inflight.Add(-1)
-		return err
+// startTimer arms the pipeline's timer for the publish wait of its first
+// publish; the timer runs until the pipeline has no publish in flight.
+func (p *pipeline[T]) startTimer() {
+	if p.timer == nil {
+		p.timer = time.NewTimer(p.b.cfg.publishWait)
 	}
-	return nil
 }
 
-// answered is the publish callback of the bus: err is nil when the
-// server stored msg. Messages of Produce are not in pend.
-func (b *Bus[T]) answered(msg *nats.Msg, ack *jetstream.PubAck, err error) {
-	b.pendMu.Lock()
-	defer b.pendMu.Unlock()
-	rec := b.pend[msg]
-	if rec == nil {
-		return
+// stopTimer stops the pipeline's timer, if any.
+func (p *pipeline[T]) stopTimer() {
+	if p.timer != nil {
+		p.timer.Stop()
 	}
-	delete(b.pend, msg)
-	rec.c.inflight.Add(-1)
-	if err == nil {
-		rec.c.produced.Add(1)
-		if ack != nil && ack.Duplicate {
-			rec.c.duplicates.Add(1)
-		}
-	}
-	rec.err = err
-	// Under the lock, so that abandon finds every record of its pipeline
-	// either in pend or in done. done has room: see pipeline.
-	rec.done <- rec
 }
 
 // abandon takes the publishes of one pipeline still awaiting an answer
@@ -267,15 +257,14 @@ func (b *Bus[T]) answered(msg *nats.Msg, ack *jetstream.PubAck, err error) {
 func (b *Bus[T]) abandon(done chan<- *record, err error, fail func(unsent)) {
 	b.pendMu.Lock()
 	var recs []*record
-	for msg, rec := range b.pend {
+	for tok, rec := range b.pend {
 		if rec.done == done {
 			recs = append(recs, rec)
-			delete(b.pend, msg)
+			b.unpend(tok, rec)
 		}
 	}
 	b.pendMu.Unlock()
 	for _, rec := range recs {
-		rec.c.inflight.Add(-1)
 		fail(unsent{i: rec.i, c: rec.c, msg: &rec.msg, err: err})
 	}
 }

@@ -39,10 +39,21 @@ type Bus[T any] struct {
 	producers sync.WaitGroup
 	closing   chan struct{} // closed when Close begins
 
-	// pend holds the publishes of ProduceBatch awaiting the server's
-	// answer, found by the publish callbacks.
+	// The publishing of package jetbus, in publisher.go: nc carries the
+	// publishes, whose answers come to replies on subjects inbox+token;
+	// ackOK begins the answer of a message stored.
+	nc      *nats.Conn
+	inbox   string
+	ackOK   []byte
+	replies *nats.Subscription
+
+	// pend holds the publishes awaiting the server's answer by token;
+	// next is the last token given; stall, if not nil, is closed when
+	// pend shrinks below the limit of WithMaxPending.
 	pendMu sync.Mutex
-	pend   map[*nats.Msg]*record
+	pend   map[uint64]*record
+	next   uint64
+	stall  chan struct{}
 
 	// records holds the records of ProduceBatch whose events are stored,
 	// to be encoded again with their header maps.
@@ -95,18 +106,7 @@ func New[T any](ctx context.Context, nc *nats.Conn, resource string, h mainbus.H
 	if err != nil {
 		return nil, err
 	}
-	// The callbacks run only for publishes, which begin after New.
-	var b *Bus[T]
-	js, err := jetstream.New(nc,
-		jetstream.WithPublishAsyncMaxPending(cfg.pending),
-		jetstream.WithPublishAsyncTimeout(cfg.publishWait),
-		jetstream.WithPublishAsyncAckHandler(
-			func(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) {
-				b.answered(m, ack, nil)
-			}),
-		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
-			b.answered(m, nil, err)
-		}))
+	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("jetbus: bus %s: %w", resource, err)
 	}
@@ -114,7 +114,7 @@ func New[T any](ctx context.Context, nc *nats.Conn, resource string, h mainbus.H
 	if err != nil {
 		return nil, fmt.Errorf("bus %s: %w", resource, err)
 	}
-	b = &Bus[T]{
+	b := &Bus[T]{
 		resource:  resource,
 		cfg:       cfg,
 		handle:    h,
@@ -124,7 +124,7 @@ func New[T any](ctx context.Context, nc *nats.Conn, resource string, h mainbus.H
 		closing:   make(chan struct{}),
 		done:      make(chan struct{}),
 		abort:     make(chan struct{}),
-		pend:      map[*nats.Msg]*record{},
+		pend:      map[uint64]*record{},
 	}
 	for i := range b.conveyors {
 		b.conveyors[i] = newConveyor(resource, i)
@@ -133,12 +133,18 @@ func New[T any](ctx context.Context, nc *nats.Conn, resource string, h mainbus.H
 	b.ctx, b.cancel = context.WithCancel(context.WithValue(context.Background(),
 		handlerKey{}, b))
 	b.watchCtx, b.stopWatch = context.WithCancel(context.Background())
+	if err := b.listen(nc); err != nil {
+		b.cancel()
+		b.stopWatch()
+		return nil, fmt.Errorf("jetbus: bus %s: %w", resource, err)
+	}
 	if h != nil {
 		if err := b.startConsumers(ctx); err != nil {
 			b.stopConsumers()
 			b.cancel()
 			b.stopWatch()
 			b.workers.Wait()
+			b.unlisten()
 			return nil, fmt.Errorf("bus %s: %w", resource, err)
 		}
 	}
@@ -257,6 +263,7 @@ func (b *Bus[T]) shutdown() {
 	// context end, and the iterators are stopped.
 	b.workers.Wait()
 	b.cancel()
+	b.unlisten()
 	if len(errs) > 0 {
 		b.err = fmt.Errorf("jetbus: close of %s: %w", b.resource, errors.Join(errs...))
 	}

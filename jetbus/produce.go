@@ -184,7 +184,6 @@ func (b *Bus[T]) publish(ctx context.Context, c *conveyor, msg *nats.Msg, wait b
 		err := b.send(ctx, c, msg)
 		switch {
 		case err == nil:
-			c.produced.Add(1)
 			return nil
 		case errors.Is(err, ErrInDoubt):
 			return &mainbus.ProduceError{Resource: b.resource, Conveyor: c.index, Err: err}
@@ -211,26 +210,31 @@ func (b *Bus[T]) publish(ctx context.Context, c *conveyor, msg *nats.Msg, wait b
 	}
 }
 
-// send publishes msg once and waits for the server's answer. It returns
-// an error wrapping ErrInDoubt if ctx ends while the answer is due.
+// send publishes msg once and waits for the server's answer, up to the
+// publish wait. It returns an error wrapping ErrInDoubt if ctx ends while
+// the answer is due.
 func (b *Bus[T]) send(ctx context.Context, c *conveyor, msg *nats.Msg) error {
-	c.inflight.Add(1)
-	defer c.inflight.Add(-1)
-	f, err := b.js.PublishMsgAsync(msg)
-	if err != nil {
+	done := make(chan *record, 1)
+	rec := &record{c: c, done: done}
+	if err := b.post(rec, msg); err != nil {
 		return err
 	}
+	t := time.NewTimer(b.cfg.publishWait)
+	defer t.Stop()
 	select {
-	case ack := <-f.Ok():
-		if ack.Duplicate {
-			c.duplicates.Add(1)
+	case rec := <-done:
+		return rec.err
+	case <-t.C:
+		if b.takeBack(rec.tok, rec) {
+			return errAckTimeout
 		}
-		return nil
-	case err := <-f.Err():
-		return err
 	case <-ctx.Done():
-		return fmt.Errorf("%w: %w", ErrInDoubt, ctx.Err())
+		if b.takeBack(rec.tok, rec) {
+			return fmt.Errorf("%w: %w", ErrInDoubt, ctx.Err())
+		}
 	}
+	// Answered as it was given up on.
+	return (<-done).err
 }
 
 // pause waits d before the next send. Close does not cut it short for an
