@@ -1,120 +1,16 @@
 package jetbus_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"io"
-	"net"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/mainbus-go/mainbus"
+	"github.com/mainbus-go/mainbus/internal/ackproxy"
 	"github.com/mainbus-go/mainbus/jetbus"
 	"github.com/nats-io/nats.go/jetstream"
 )
-
-// An ackProxy is a TCP proxy on 127.0.0.1 in front of a NATS server. The
-// first time the server sends the acknowledgement that holds mark, the
-// proxy loses it: under cut it closes that connection, so the client
-// reconnects through the proxy; otherwise it stops passing anything to
-// the client and keeps the connection open.
-type ackProxy struct {
-	ln     net.Listener
-	server string
-	mark   []byte
-	cut    bool
-	lost   chan struct{} // closed when the acknowledgement is lost
-	once   sync.Once
-
-	mu    sync.Mutex
-	conns []net.Conn
-	wg    sync.WaitGroup
-}
-
-func newAckProxy(t *testing.T, serverURL, mark string, cut bool) *ackProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &ackProxy{ln: ln, server: strings.TrimPrefix(serverURL, "nats://"),
-		mark: []byte(mark), cut: cut, lost: make(chan struct{})}
-	p.wg.Go(p.accept)
-	t.Cleanup(func() {
-		ln.Close()
-		p.mu.Lock()
-		for _, c := range p.conns {
-			c.Close()
-		}
-		p.mu.Unlock()
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *ackProxy) url() string { return "nats://" + p.ln.Addr().String() }
-
-func (p *ackProxy) accept() {
-	for {
-		client, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		server, err := net.Dial("tcp", p.server)
-		if err != nil {
-			client.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns = append(p.conns, client, server)
-		p.mu.Unlock()
-		p.wg.Go(func() {
-			_, _ = io.Copy(server, client)
-			server.Close()
-		})
-		p.wg.Go(func() { p.toClient(client, server) })
-	}
-}
-
-// toClient copies what the server sends to the client until the
-// acknowledgement to lose; after it, under hold, it reads on and passes
-// nothing.
-func (p *ackProxy) toClient(client, server net.Conn) {
-	defer client.Close()
-	defer server.Close()
-	var tail []byte // the end of the last read, for a mark split across reads
-	held := false
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := server.Read(buf)
-		if n > 0 && !held {
-			seen := append(tail, buf[:n]...)
-			if bytes.Contains(seen, p.mark) && p.first() {
-				if p.cut {
-					return
-				}
-				held = true
-				continue
-			}
-			if _, werr := client.Write(buf[:n]); werr != nil {
-				return
-			}
-			tail = append([]byte(nil), seen[max(0, len(seen)-32):]...)
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (p *ackProxy) first() bool {
-	first := false
-	p.once.Do(func() { first = true; close(p.lost) })
-	return first
-}
 
 // stored returns the number of messages in the stream of resource.
 func stored(t *testing.T, url, resource string) uint64 {
@@ -142,9 +38,9 @@ func TestLostAck(t *testing.T) {
 	for _, batch := range []bool{false, true} {
 		name := map[bool]string{false: "Produce", true: "ProduceBatch"}[batch]
 		t.Run(name, func(t *testing.T) {
-			proxy := newAckProxy(t, srv.URL(), `"seq":50`, true)
+			proxy := ackproxy.New(t, srv.URL(), true, `"seq":50`)
 			resource := "lost" + name
-			bus := newBus[int](t, connect(t, proxy.url()), resource, nil,
+			bus := newBus[int](t, connect(t, proxy.URL()), resource, nil,
 				jetbus.WithMemoryStorage())
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
@@ -164,7 +60,7 @@ func TestLostAck(t *testing.T) {
 				}
 			}
 			select {
-			case <-proxy.lost:
+			case <-proxy.Lost():
 			default:
 				t.Fatal("no acknowledgement was lost")
 			}
@@ -190,8 +86,8 @@ func TestAckTimeout(t *testing.T) {
 	for _, batch := range []bool{false, true} {
 		name := map[bool]string{false: "Produce", true: "ProduceBatch"}[batch]
 		t.Run(name, func(t *testing.T) {
-			proxy := newAckProxy(t, srv.URL(), `"seq":1`, false)
-			bus := newBus[int](t, connect(t, proxy.url()), "held"+name, nil,
+			proxy := ackproxy.New(t, srv.URL(), false, `"seq":1`)
+			bus := newBus[int](t, connect(t, proxy.URL()), "held"+name, nil,
 				jetbus.WithMemoryStorage(), jetbus.WithPublishWait(20*time.Millisecond))
 			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 			defer cancel()
@@ -209,7 +105,7 @@ func TestAckTimeout(t *testing.T) {
 			if !errors.Is(err, jetbus.ErrInDoubt) {
 				t.Errorf("err = %v, want one wrapping ErrInDoubt", err)
 			}
-			<-proxy.lost
+			<-proxy.Lost()
 		})
 	}
 }
