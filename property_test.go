@@ -483,7 +483,8 @@ func propCheckStats(rt *rapid.T, p propPlan, res *propResult) {
 		wantHooks += int(failed + panicked)
 		want := mainbus.ConveyorStats{
 			Conveyor: c, Produced: accepted[c], Consumed: uint64(len(res.handled[c])),
-			Failed: failed, Panicked: panicked, Rejected: rejected[c], Depth: 0, Capacity: p.buffer,
+			Failed: failed, Panicked: panicked, Rejected: rejected[c],
+			Depth: 0, Capacity: p.buffer,
 		}
 		if counts(cs) != want {
 			rt.Errorf("Stats of conveyor %d = %+v, want %+v", c, cs, want)

@@ -301,7 +301,8 @@ func (b *Bus[T]) batchKeyed(ctx context.Context, l *layout[T], evs []Event[T], n
 		if s == b.placed {
 			continue
 		}
-		if err := b.place(ctx, l, l.conveyors[k], item[T]{stack: s, at: b.clock()}, wait, d); err != nil {
+		it := item[T]{stack: s, at: b.clock()}
+		if err := b.place(ctx, l, l.conveyors[k], it, wait, d); err != nil {
 			open[k] = s
 			return b.unsent(evs, len(evs), open, touched), touched, err
 		}

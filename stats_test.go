@@ -132,7 +132,8 @@ func TestStackTimingsShareTheMean(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := b.ProduceBatch(context.Background(), make([]mainbus.Event[int], events)); err != nil {
+			evs := make([]mainbus.Event[int], events)
+			if err := b.ProduceBatch(context.Background(), evs); err != nil {
 				t.Fatal(err)
 			}
 			if err := b.Close(context.Background()); err != nil {
@@ -317,7 +318,8 @@ func watchStats[T any](t *testing.T, b *mainbus.Bus[T], stop <-chan struct{}) {
 		}
 		s := b.Stats()
 		if s.Active < 0 || s.Active > len(s.Conveyors) || s.Draining < 0 {
-			t.Errorf("Active %d of %d conveyors, Draining %d", s.Active, len(s.Conveyors), s.Draining)
+			t.Errorf("Active %d of %d conveyors, Draining %d",
+				s.Active, len(s.Conveyors), s.Draining)
 			return
 		}
 		for i, c := range s.Conveyors {
