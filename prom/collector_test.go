@@ -94,10 +94,7 @@ func TestScrapeMatchesStats(t *testing.T) {
 
 	fams, snap := stableScrape(t, srv, stats)
 	checkStats(t, fams, snap)
-	for _, c := range []struct {
-		name, key string
-		want      float64
-	}{
+	checkValues(t, fams, "while held", []wantValue{
 		{"mainbus_conveyor_depth", "iron/0", 2},
 		{"mainbus_conveyor_capacity", "iron/0", 2},
 		{"mainbus_producers_blocked", "iron/0", 1},
@@ -105,11 +102,7 @@ func TestScrapeMatchesStats(t *testing.T) {
 		{"mainbus_bus_conveyors", "iron", 3},
 		{"mainbus_events_dropped_total", "gravel/0", 2},
 		{"mainbus_conveyor_depth", "gravel/0", 1},
-	} {
-		if got := get1(fams, c.name, c.key); got != c.want {
-			t.Errorf("while held: %s{%s} = %v; want %v", c.name, c.key, got, c.want)
-		}
-	}
+	})
 
 	// Going to two conveyors moves the waiting producer to the new
 	// conveyor 0, leaves events 2 and 3 draining on the old one, and makes
@@ -125,19 +118,12 @@ func TestScrapeMatchesStats(t *testing.T) {
 	})
 	fams, snap = stableScrape(t, srv, stats)
 	checkStats(t, fams, snap)
-	for _, c := range []struct {
-		name, key string
-		want      float64
-	}{
+	checkValues(t, fams, "while draining", []wantValue{
 		{"mainbus_bus_conveyors", "iron", 2},
 		{"mainbus_bus_draining_slots", "iron", 2},
 		{"mainbus_producers_blocked", "iron/0", 0},
 		{"mainbus_conveyor_capacity", "iron/2", 0},
-	} {
-		if got := get1(fams, c.name, c.key); got != c.want {
-			t.Errorf("while draining: %s{%s} = %v; want %v", c.name, c.key, got, c.want)
-		}
-	}
+	})
 	if got := get1(fams, "mainbus_producer_blocked_seconds_total", "iron/0"); !(got > 0) {
 		t.Errorf("mainbus_producer_blocked_seconds_total{iron/0} = %v; want > 0", got)
 	}

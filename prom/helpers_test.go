@@ -400,6 +400,24 @@ func sum(fams map[string]*dto.MetricFamily, name, resource string) float64 {
 
 // get1 returns the value of the counter or gauge name for key (see
 // [keyOf]), or NaN if the scrape has no such series.
+// A wantValue is the value one series should have: key is as keyOf
+// makes it, "resource/conveyor" or "resource".
+type wantValue struct {
+	name, key string
+	want      float64
+}
+
+// checkValues checks each value in fams; when says when it was scraped.
+func checkValues(t *testing.T, fams map[string]*dto.MetricFamily, when string,
+	wants []wantValue) {
+	t.Helper()
+	for _, w := range wants {
+		if got := get1(fams, w.name, w.key); got != w.want {
+			t.Errorf("%s: %s{%s} = %v; want %v", when, w.name, w.key, got, w.want)
+		}
+	}
+}
+
 func get1(fams map[string]*dto.MetricFamily, name, key string) float64 {
 	for _, m := range fams[name].GetMetric() {
 		if keyOf(m) == key {
