@@ -63,7 +63,10 @@
 // or by the worker that takes the conveyor over; the server also accepts
 // an ack that arrives late, after it has delivered the event again.
 // Event IDs are the message IDs the server deduplicates publishes with;
-// they must be unique per resource within the duplicate window.
+// they must be unique per resource within the duplicate window. After a
+// restart the server remembers only the IDs of events still in the
+// stream: an event handled before the restart and produced again after
+// it is handled again.
 //
 // # Shutdown
 //

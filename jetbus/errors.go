@@ -11,8 +11,10 @@ var (
 	// ErrInDoubt is returned, wrapped in a [*mainbus.ProduceError], when
 	// an event was sent to the server but Produce's context ended before
 	// the server said whether it stored it. The event may be handled.
-	// Producing it again with the same ID is safe within the stream's
-	// duplicate window: the server keeps one copy.
+	// Producing it again with the same ID within the stream's duplicate
+	// window stores one copy, unless the server restarted after handling
+	// the first: a restarted server remembers only the IDs of the events
+	// still in the stream.
 	ErrInDoubt = errors.New("jetbus: publish in doubt")
 
 	// ErrStalled is wrapped by the errors the monitor reports when a

@@ -21,10 +21,12 @@ import (
 //
 // The message ID is ev.ID, so a second publish of an event ID within the
 // stream's duplicate window ([WithDuplicateWindow]) is stored once;
-// Produce returns nil for it. Event IDs must therefore be unique per
-// resource within that window. An ID of 0 means none: the bus
-// makes a unique message ID for the call, which protects the bus's own
-// retries only.
+// Produce returns nil for it. A server that restarted remembers only the
+// IDs of the events still in the stream, so an event handled before a
+// restart is stored again if produced again after it. Event IDs must
+// be unique per resource within the duplicate window. An ID of 0 means
+// none: the bus makes a unique message ID for the call, which protects
+// the bus's own retries only.
 //
 // A zero ev.Time is not sent: handlers get the time the server stored
 // the event, by the server's clock, which falls within the call.
