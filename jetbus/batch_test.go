@@ -74,17 +74,7 @@ func TestProduceBatchExactlyOnce(t *testing.T) {
 		return ty.distinct() == 3*per
 	})
 	closeBus(t, bus)
-
-	ty.mu.Lock()
-	defer ty.mu.Unlock()
-	if ty.total != 3*per {
-		t.Errorf("handled %d times for %d events; want exactly once each", ty.total, 3*per)
-	}
-	for key, ids := range ty.byKey {
-		if key != "" && !slices.IsSorted(ids) {
-			t.Errorf("key %s handled in the order %v; want the order given", key, ids)
-		}
-	}
+	ty.checkOnceInOrder(t, 3*per)
 	if s := bus.Stats().Total(); s.Produced != 3*per {
 		t.Errorf("stats count %d produced; want %d", s.Produced, 3*per)
 	}

@@ -46,19 +46,7 @@ func TestExactlyOnceInOrder(t *testing.T) {
 		return ty.distinct() == total
 	})
 	closeBus(t, bus)
-
-	ty.mu.Lock()
-	defer ty.mu.Unlock()
-	if ty.total != total {
-		t.Errorf("handled %d times for %d events; want exactly once each", ty.total, total)
-	}
-	for key, ids := range ty.byKey {
-		for i := 1; i < len(ids); i++ {
-			if ids[i] <= ids[i-1] {
-				t.Fatalf("key %s: event %d handled after %d", key, ids[i], ids[i-1])
-			}
-		}
-	}
+	ty.checkOnceInOrder(t, total)
 	s := bus.Stats()
 	if got := s.Total(); got.Produced != total || got.Consumed != total {
 		t.Errorf("stats produced %d consumed %d; want %d", got.Produced, got.Consumed, total)
@@ -98,16 +86,5 @@ func TestThroughputMode(t *testing.T) {
 		return ty.distinct() == total
 	})
 	closeBus(t, bus)
-	ty.mu.Lock()
-	defer ty.mu.Unlock()
-	if ty.total != total {
-		t.Errorf("handled %d times for %d events", ty.total, total)
-	}
-	for key, ids := range ty.byKey {
-		for i := 1; i < len(ids); i++ {
-			if ids[i] <= ids[i-1] {
-				t.Fatalf("key %s: event %d handled after %d", key, ids[i], ids[i-1])
-			}
-		}
-	}
+	ty.checkOnceInOrder(t, total)
 }

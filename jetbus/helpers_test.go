@@ -100,6 +100,26 @@ func (ty *tally) handler() mainbus.Handler[int] {
 	}
 }
 
+// checkOnceInOrder fails t unless total events were handled, each once,
+// and the events of each key other than "" in the order of their IDs.
+func (ty *tally) checkOnceInOrder(t *testing.T, total int) {
+	t.Helper()
+	ty.mu.Lock()
+	defer ty.mu.Unlock()
+	if ty.total != total || len(ty.count) != total {
+		t.Errorf("handled %d times for %d events; want %d, exactly once each",
+			ty.total, len(ty.count), total)
+	}
+	for key, ids := range ty.byKey {
+		for i := 1; key != "" && i < len(ids); i++ {
+			if ids[i] <= ids[i-1] {
+				t.Errorf("key %s: event %d handled after %d", key, ids[i], ids[i-1])
+				break
+			}
+		}
+	}
+}
+
 // distinct returns the number of different events seen.
 func (ty *tally) distinct() int {
 	ty.mu.Lock()
