@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/mainbus-go/mainbus"
+	"github.com/mainbus-go/mainbus/internal/natstest"
 	"github.com/mainbus-go/mainbus/jetbus"
 	"github.com/mainbus-go/mainbus/jetbus/embedded"
-	"github.com/nats-io/nats-server/v2/server"
 )
 
 // Connect says clearly, and within a few seconds, what is wrong with a
@@ -23,19 +23,7 @@ func TestConnectErrors(t *testing.T) {
 	downURL := down.URL()
 	down.Shutdown() // nothing listens there now
 
-	plain, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT,
-		NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	plain.Start()
-	defer func() {
-		plain.Shutdown()
-		plain.WaitForShutdown()
-	}()
-	if !plain.ReadyForConnections(5 * time.Second) {
-		t.Fatal("server without JetStream not ready")
-	}
+	plain := natstest.NoJetStream(t)
 
 	cases := []struct {
 		name, url, want string
@@ -45,7 +33,7 @@ func TestConnectErrors(t *testing.T) {
 		{"scheme", "http://127.0.0.1:4222", `scheme "http"`, nil},
 		{"no host", "nats://:4222", "has no host", nil},
 		{"server down", downURL, "want the URL of a running NATS server", nil},
-		{"no JetStream", plain.ClientURL(), "without JetStream", jetbus.ErrNoJetStream},
+		{"no JetStream", plain, "without JetStream", jetbus.ErrNoJetStream},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

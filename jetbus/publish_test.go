@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/mainbus-go/mainbus"
-	"github.com/mainbus-go/mainbus/internal/ackproxy"
+	"github.com/mainbus-go/mainbus/internal/natstest"
 	"github.com/mainbus-go/mainbus/jetbus"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -38,7 +38,7 @@ func TestLostAck(t *testing.T) {
 	for _, batch := range []bool{false, true} {
 		name := map[bool]string{false: "Produce", true: "ProduceBatch"}[batch]
 		t.Run(name, func(t *testing.T) {
-			proxy := ackproxy.New(t, srv.URL(), true, `"seq":50`)
+			proxy := natstest.NewProxy(t, srv.URL(), true, `"seq":50`)
 			resource := "lost" + name
 			bus := newBus[int](t, connect(t, proxy.URL()), resource, nil,
 				jetbus.WithMemoryStorage())
@@ -86,7 +86,7 @@ func TestAckTimeout(t *testing.T) {
 	for _, batch := range []bool{false, true} {
 		name := map[bool]string{false: "Produce", true: "ProduceBatch"}[batch]
 		t.Run(name, func(t *testing.T) {
-			proxy := ackproxy.New(t, srv.URL(), false, `"seq":1`)
+			proxy := natstest.NewProxy(t, srv.URL(), false, `"seq":1`)
 			bus := newBus[int](t, connect(t, proxy.URL()), "held"+name, nil,
 				jetbus.WithMemoryStorage(), jetbus.WithPublishWait(20*time.Millisecond))
 			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mainbus-go/mainbus/internal/natstest"
 	"github.com/mainbus-go/mainbus/jetbus"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -154,25 +154,13 @@ func TestNATSConnectErrors(t *testing.T) {
 	ln.Close()
 
 	// A server without JetStream.
-	plain, err := server.NewServer(&server.Options{Host: "127.0.0.1",
-		Port: server.RANDOM_PORT, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	plain.Start()
-	defer func() {
-		plain.Shutdown()
-		plain.WaitForShutdown()
-	}()
-	if !plain.ReadyForConnections(5 * time.Second) {
-		t.Fatal("server without JetStream not ready")
-	}
+	plain := natstest.NoJetStream(t)
 
 	tests := []struct {
 		name, url, want string
 	}{
 		{"unreachable", closed, "connect to " + closed},
-		{"no JetStream", plain.ClientURL(), "answers without JetStream"},
+		{"no JetStream", plain, "answers without JetStream"},
 	}
 	for _, tt := range tests {
 		for _, cmd := range [][]string{{"demo"}, {"demo", "--produce-only"}, {"worker"}} {

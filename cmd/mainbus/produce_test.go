@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mainbus-go/mainbus/internal/ackproxy"
+	"github.com/mainbus-go/mainbus/internal/natstest"
 	"github.com/mainbus-go/mainbus/jetbus"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -17,7 +17,7 @@ import (
 // producer using the same IDs.
 func TestProduceOnlyRetryAfterLostAck(t *testing.T) {
 	srv := startNATS(t)
-	proxy := ackproxy.New(t, srv.URL(), true, `"seq":100}`, `"seq":100,`)
+	proxy := natstest.NewProxy(t, srv.URL(), true, `"seq":100}`, `"seq":100,`)
 
 	out, errOut, code, _ := runBinary(t, 60*time.Second, "demo", "--nats", proxy.URL(),
 		"--produce-only", "--bus", "iron=2", "--events", "200")

@@ -1,6 +1,7 @@
-// Package ackproxy is a test proxy that loses one acknowledgement of a
-// NATS server, for the tests of publishes whose answer never comes.
-package ackproxy
+// Package natstest holds the NATS parts that the tests of several
+// packages start on 127.0.0.1: a proxy that loses one acknowledgement,
+// and a server without JetStream.
+package natstest
 
 import (
 	"bytes"
@@ -29,10 +30,10 @@ type Proxy struct {
 	wg    sync.WaitGroup
 }
 
-// New starts a proxy for the server at serverURL (nats://HOST:PORT) that
+// NewProxy starts a proxy for the server at serverURL (nats://HOST:PORT) that
 // loses the first message holding any of marks, such as `"seq":50,`. It
 // stops when the test ends.
-func New(t testing.TB, serverURL string, cut bool, marks ...string) *Proxy {
+func NewProxy(t testing.TB, serverURL string, cut bool, marks ...string) *Proxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
